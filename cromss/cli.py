@@ -1,0 +1,47 @@
+"""The ``cromss`` command line: one sub-command group per stage of the workflow.
+
+Each stage module exposes ``register(subparsers)``; handlers import their heavy dependencies
+(torch, rasterio) lazily so that ``cromss --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = (
+    "cromss.data.cli",
+    "cromss.sources.cli",
+    "cromss.training.cli",
+    "cromss.report.cli",
+)
+
+
+class CromssError(Exception):
+    """An error caused by the user's input: printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cromss", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (CromssError, FileNotFoundError, ValueError) as err:
+        print(f"cromss {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

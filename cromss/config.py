@@ -1,0 +1,50 @@
+"""Settings as the CLI receives them: a JSON text or a YAML/JSON file, merged over defaults.
+
+Snakemake validates the whole config against ``workflow/schemas/config.schema.yaml`` and hands each
+job the section it depends on as JSON through ``params:``, so a changed value reruns exactly the
+jobs that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def load_settings(text_or_path: str | None) -> dict[str, Any]:
+    """Parse ``--settings``: inline JSON (starting with ``{``) or a path to a YAML/JSON file."""
+    if not text_or_path:
+        return {}
+    if text_or_path.lstrip().startswith("{"):
+        return json.loads(text_or_path)
+    path = Path(text_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: settings file not found")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: settings must be a mapping, not {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in, recursing into nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def variant_settings(pretrain: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The settings of one pretraining variant: the shared keys with the variant's overrides."""
+    variants = pretrain.get("variants", {})
+    if variant not in variants:
+        raise ValueError(f"unknown pretraining variant {variant!r}; known: {sorted(variants)}")
+    shared = {k: v for k, v in pretrain.items() if k != "variants"}
+    return deep_merge(shared, {**variants[variant], "name": variant})

@@ -1,0 +1,76 @@
+"""Fixed facts of the data: class lists, band orders, remaps and normalisation statistics.
+
+Everything here is transcribed from the CromSS method description (``shared/method.md`` §1) and is
+the single place the rest of the package reads them from.
+"""
+
+from __future__ import annotations
+
+IGNORE_INDEX = 255
+"""Label value that weighs zero in every loss and is dropped from every metric."""
+
+DW_CLASSES = (
+    "water", "trees", "grass", "flooded vegetation", "crops",
+    "shrub & scrub", "built", "bare", "snow & ice",
+)
+DW_COLORS = (
+    "#419BDF", "#397D49", "#88B053", "#7A87C6", "#E49635",
+    "#DFC35A", "#C4281B", "#A59B8F", "#B39FE1",
+)
+
+OSM_CLASSES = (
+    "urban fabric", "arable land", "forests",
+    "industrial, commercial and transport units",
+    "artificial non-agricultural vegetated areas", "mine, dump and construction sites",
+    "pastures", "permanent crops", "water bodies",
+    "open spaces with little or no vegetation", "shrub and/or herbaceous vegetation",
+    "wetlands", "coastal wetlands",
+)
+OSM_COLORS = (
+    "#E6004D", "#FFFFA8", "#4DFF00", "#CC4DF2", "#FFA6FF", "#A600CC", "#E6E64D",
+    "#E68000", "#00CCF2", "#CCFFCC", "#A6F200", "#A6A6FF", "#CCCCFF",
+)
+
+DFC_CLASSES = DW_CLASSES[:8]
+"""DFC2020 is evaluated on 8 classes in DW order (snow & ice is ignored)."""
+DFC_COLORS = DW_COLORS[:8]
+
+# Raw code -> class index; every code not listed maps to IGNORE_INDEX.
+DW_EXPERT_REMAP = {code: code - 1 for code in range(1, 10)}  # 0 unlabeled, 10 cloud -> ignore
+OSM_REMAP = {code: code - 1 for code in range(1, 14)}  # 0 background -> ignore
+DFC_REMAP = {1: 1, 2: 5, 4: 2, 5: 3, 6: 4, 7: 6, 9: 7, 10: 0}  # savanna 3, snow 8, 0 -> ignore
+NOISY_DW_REMAP = {code: code for code in range(9)}
+
+S1_BANDS = ("VV", "VH")
+S1_MEAN = (-12.548, -20.192)
+S1_STD = (5.257, 5.912)
+
+S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+S2_MEAN = (1605.6, 1390.8, 1314.9, 1363.5, 1549.4, 2091.7, 2371.7, 2299.9, 2560.3, 830.1, 22.1,
+           2177.1, 1524.1)
+S2_STD = (786.8, 850.3, 875.1, 1138.8, 1122.2, 1161.6, 1274.4, 1248.4, 1345.5, 577.3, 51.2,
+          1336.1, 1136.5)
+S2_9BAND_INDICES = (1, 2, 3, 4, 5, 6, 7, 11, 12)
+"""B2 B3 B4 B5 B6 B7 B8 B11 B12, the 9-band subset of the 13 L1C bands."""
+
+S2_NATIVE_RESOLUTION_M = {
+    "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
+    "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+
+
+def s2_band_indices(num_bands: int) -> tuple[int, ...]:
+    """Indices into the 13 stored L1C bands for a 13- or 9-band model input."""
+    if num_bands == 13:
+        return tuple(range(13))
+    if num_bands == 9:
+        return S2_9BAND_INDICES
+    raise ValueError(f"S2 inputs have 13 or 9 bands, not {num_bands}")
+
+
+TASKS = {
+    # task -> (store prefix, classes, colours, downstream decoder)
+    "dfc2020": ("dfc2020", DFC_CLASSES, DFC_COLORS, "PSPNet"),
+    "dw": ("dw", DW_CLASSES, DW_COLORS, "DeepLabV3Plus"),
+    "osm": ("osm", OSM_CLASSES, OSM_COLORS, "FPN"),
+}

@@ -1,0 +1,1 @@
+"""The data stage: synthetic world, readers of the real on-disk layouts, Zarr stores."""

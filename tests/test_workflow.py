@@ -1,0 +1,118 @@
+"""The Snakemake workflow: config validation, the DAG of each config, reruns after a config change,
+and one end-to-end run of the whole DAG on a tiny config."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A fresh working copy of the workflow (everything a run reads, nothing it wrote)."""
+    for name in ("Snakefile", "workflow", "config", "reference"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> number of jobs a dry run plans."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    table = out.split("job ", 1)[1] if "job " in out else ""
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
+
+
+def with_config(workdir: Path, name: str, base: Path, change) -> Path:
+    config = yaml.safe_load(base.read_text())
+    change(config)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def workflow_copy(tmp_path: Path) -> Path:
+    return copy_workflow(tmp_path)
+
+
+def test_lint_is_clean(workflow_copy):
+    assert "Congratulations" in snakemake(workflow_copy, "--lint").stdout
+
+
+def test_a_wrong_key_stops_the_run_naming_the_key(workflow_copy):
+    bad = with_config(workflow_copy, "bad.yaml", ROOT / "config/config.yaml",
+                      lambda c: c["pretrain"].update(epochz=3))
+    result = snakemake(workflow_copy, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "'epochz' was unexpected" in result.stdout + result.stderr
+
+
+def test_a_wrong_type_stops_the_run_naming_the_key(workflow_copy):
+    bad = with_config(workflow_copy, "bad.yaml", ROOT / "config/config.yaml",
+                      lambda c: c["finetune"].update(lr="fast"))
+    result = snakemake(workflow_copy, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "['finetune']['lr']" in result.stdout + result.stderr
+
+
+def test_offline_default_dag(workflow_copy):
+    jobs = planned_jobs(workflow_copy)
+    # 3 tasks x 2 modalities x 3 weights x 2 settings x 2 seeds, plus the two ablation-only
+    # encoders on dw/s2/frozen with 2 seeds
+    assert jobs["finetune"] == jobs["evaluate"] == 3 * 2 * 3 * 2 * 2 + 2 * 2
+    assert jobs["pretrain"] == 4
+    assert jobs["encoder"] == 2 * 2 + 2  # midF, lateF: s1 and s2; the ablations: s2 only
+    assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
+    assert jobs["transfer_table"] == 3 and jobs["ablation_table"] == 1
+
+
+def test_paper_config_builds_the_full_dag(workflow_copy):
+    jobs = planned_jobs(workflow_copy, "--configfile", "config/paper.yaml",
+                        "--replace-workflow-config")
+    assert jobs["pretrain"] == 11
+    assert jobs["real_download"] == 3 and "synthetic_world" not in jobs
+    # s1-only has no S2 encoder and s2-only none for S1; 5 weights per modality x 3 tasks x 2 x 3
+    main = 3 * 2 * 5 * 2 * 3
+    # ablation (dfc2020/s2/frozen): the 9 S2-capable variants not already among the weights
+    # (s1-only has no S2 encoder): s2-only-13B, s2-only-9B, multimodal-nosel-13B, midF-13B-nosmooth,
+    # midF-13B-spatial, midF-13B-temporal -> 6 variants x 3 seeds
+    assert jobs["finetune"] == main + 6 * 3
+
+
+@pytest.mark.slow
+def test_whole_dag_on_a_tiny_config_and_reruns_after_a_change(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    args = ("--configfile", str(TINY), "--replace-workflow-config")
+    snakemake(workdir, "--cores", "2", *args)
+    for number in (1, 2, 3, 4):
+        table = workdir / f"results/tables/table{number}.csv"
+        assert table.is_file() and len(table.read_text().splitlines()) >= 2
+    assert planned_jobs(workdir, *args) == {}
+
+    lr = with_config(workdir, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
+    jobs = planned_jobs(workdir, "--configfile", str(lr), "--replace-workflow-config")
+    assert set(jobs) == {"finetune", "evaluate", "transfer_table", "ablation_table", "all"}
+
+    world = with_config(workdir, "world.yaml", TINY,
+                        lambda c: c["data"]["synthetic"].update(label_noise=0.2))
+    jobs = planned_jobs(workdir, "--configfile", str(world), "--replace-workflow-config")
+    assert {"synthetic_world", "store", "pretrain", "encoder", "finetune", "evaluate",
+            "transfer_table", "ablation_table"} <= set(jobs)
+    assert jobs["store"] == 7

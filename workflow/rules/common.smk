@@ -1,0 +1,121 @@
+# Paths, the experiment matrix and the settings each job depends on, all derived from the config.
+import json
+
+from cromss.config import variant_settings
+
+CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+SOURCE = config["data"]["source"]
+RAW = f"{config['data']['raw_dir']}/{SOURCE}"
+STORE_DIR = config["data"]["store_dir"]
+STORES = ["nol", "dw_train", "dw_test", "osm_train", "osm_test", "dfc2020_train", "dfc2020_test"]
+TASK_TABLE = {"dfc2020": 1, "dw": 2, "osm": 3}
+VARIANTS = list(config["pretrain"]["variants"])
+FT = config["finetune"]
+FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
+GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
+
+wildcard_constraints:
+    store="|".join(STORES),
+    task="|".join(TASK_TABLE),
+    modality="s1|s2",
+    setting="frozen|finetuned",
+    seed=r"\d+",
+    variant="|".join(VARIANTS),
+    weights="|".join(["random", *VARIANTS]),
+
+
+def as_json(value):
+    """A config section as one shell-quotable JSON word (params: a change reruns the job)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def store(name):
+    """Path of one Zarr store."""
+    return f"{STORE_DIR}/{name}.zarr"
+
+
+def variant_modalities(variant):
+    fusion = config["pretrain"]["variants"][variant]["fusion"]
+    return {"single_s1": ["s1"], "single_s2": ["s2"]}.get(fusion, ["s1", "s2"])
+
+
+def pretrain_settings(variant):
+    return variant_settings(config["pretrain"], variant)
+
+
+def finetune_settings():
+    """The fine-tuning settings a job reads: the matrix lists are not among them."""
+    matrix = {"tasks", "modalities", "weights", "settings", "seeds", "ablation"}
+    return {k: v for k, v in FT.items() if k not in matrix}
+
+
+def encoder_file(weights, modality):
+    return f"{RESULTS}/pretrain/{weights}/encoder_{modality}.pt"
+
+
+def runs(tasks, modalities, weights, settings, seeds):
+    """Every fine-tuning run of a matrix whose encoder exists (single-modal variants have one)."""
+    out = []
+    for task in tasks:
+        for modality in modalities:
+            for w in weights:
+                if w != "random" and modality not in variant_modalities(w):
+                    continue
+                for setting in settings:
+                    for seed in seeds:
+                        out.append(dict(task=task, modality=modality, weights=w,
+                                        setting=setting, seed=seed))
+    return out
+
+
+def metrics_files(run_list):
+    return [f"{FT_DIR}/metrics.json".format(**r) for r in run_list]
+
+
+def table_runs(task):
+    return runs([task], FT["modalities"], FT["weights"], FT["settings"], FT["seeds"])
+
+
+def ablation_runs():
+    a = FT["ablation"]
+    return runs([a["task"]], [a["modality"]], VARIANTS, [a["setting"]], FT["seeds"])
+
+
+def table(number):
+    """Path of one result table."""
+    return f"{RESULTS}/tables/table{number}.csv"
+
+
+RAW_PARTS = {"nol": ["noldo", "ssl4eo_s12"], "dw": ["noldo"], "osm": ["noldo"], "dfc2020": ["dfc2020"]}
+
+
+def raw_inputs(wildcards):
+    """The raw layouts a store is ingested from."""
+    if SOURCE == "synthetic":
+        return [RAW]
+    return [f"{RAW}/{part}" for part in RAW_PARTS[wildcards.store.split("_")[0]]]
+
+
+def launcher(wildcards, resources):
+    """torchrun with one process per GPU on a multi-GPU node, else the plain CLI."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc_per_node={resources.gpu} -m cromss"
+    return "cromss"
+
+
+def encoder_input(wildcards):
+    """The pretrained encoder a fine-tuning run starts from (none for random init)."""
+    if wildcards.weights == "random":
+        return []
+    return encoder_file(wildcards.weights, wildcards.modality)
+
+
+REFERENCE = {1: "reference/paper_table1_dfc2020.csv", 2: "reference/paper_table2_dw.csv",
+             3: "reference/paper_table3_osm.csv"}
+TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
+
+
+TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]

@@ -1,0 +1,3 @@
+# Figures for `snakemake --report`.
+
+FIGURES = []

@@ -1,0 +1,51 @@
+# Downstream transfer: a new decoder on one modality's encoder, frozen or fine-tuned, per seed.
+
+
+rule finetune:
+    input:
+        train=lambda w: store(f"{w.task}_train"),
+        encoder=encoder_input,
+    output:
+        model=f"{FT_DIR}/model.pt",
+        log=f"{FT_DIR}/log.jsonl",
+    params:
+        settings=as_json(finetune_settings()),
+        encoder=lambda w, input: input.encoder or "random",
+        workdir=FT_DIR,
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=12 * 60,
+        gpu=min(GPUS, 1),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/finetune/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} cromss finetune --task {wildcards.task} --modality {wildcards.modality}"
+        " --encoder {params.encoder} --setting {wildcards.setting} --seed {wildcards.seed}"
+        " --train {input.train} --settings '{params.settings}' --out {params.workdir} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model=f"{FT_DIR}/model.pt",
+        test=lambda w: store(f"{w.task}_test"),
+    output:
+        f"{FT_DIR}/metrics.json",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=min(GPUS, 1),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} cromss evaluate --model {input.model} --test {input.test}"
+        " --out {output} > {log} 2>&1"

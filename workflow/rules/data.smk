@@ -4,7 +4,7 @@ rule synthetic_world:
     output:
         directory(f"{config['data']['raw_dir']}/synthetic"),
     params:
-        settings=as_json(config["data"].get("synthetic", {})),
+        settings=lambda w: as_json(config["data"].get("synthetic", {})),
     conda:
         CONDA_ENV
     log:
@@ -15,17 +15,20 @@ rule synthetic_world:
         mem_mb=4000,
         runtime=30,
     shell:
-        "cromss data synth --settings '{params.settings}' --out {output} > {log} 2>&1"
+        "cromss data synth --settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
 rule real_download:
+    input:
+        lambda w: [f"{RAW}/noldo"] if w.part == "ssl4eo_s12" else [],  # the NoL location list
     output:
         directory(f"{config['data']['raw_dir']}/real/{{part}}"),
     wildcard_constraints:
         part="noldo|ssl4eo_s12|dfc2020",
     params:
-        settings=as_json(config["data"].get("real", {})),
+        settings=lambda w: as_json(config["data"].get("real", {})),
         source=lambda w: {"ssl4eo_s12": "ssl4eo"}.get(w.part, w.part),
+        raw=RAW,
     conda:
         CONDA_ENV
     log:
@@ -36,7 +39,7 @@ rule real_download:
         mem_mb=4000,
         runtime=24 * 60,
     shell:
-        "cromss fetch {params.source} --settings '{params.settings}' --out {output} > {log} 2>&1"
+        "cromss fetch {params.source} --settings {params.settings:q} --out {params.raw} > {log} 2>&1"
 
 
 rule store:

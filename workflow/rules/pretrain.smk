@@ -24,7 +24,7 @@ rule pretrain:
         f"{BENCH}/pretrain/{{variant}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} pretrain --store {input}"
-        " --settings '{params.settings}' --out {params.workdir} > {log} 2>&1"
+        " --settings {params.settings:q} --out {params.workdir} > {log} 2>&1"
 
 
 rule encoder:

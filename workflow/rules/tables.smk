@@ -35,7 +35,7 @@ rule ablation_table:
                    caption="../report/table4.rst", labels={"table": "4"}),
         md=f"{RESULTS}/tables/table4.md",
     params:
-        variants=as_json(config["pretrain"]["variants"]),
+        variants=lambda w: as_json(config["pretrain"]["variants"]),
     conda:
         CONDA_ENV
     log:
@@ -46,5 +46,5 @@ rule ablation_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "cromss table4 --pretrain-logs {input.logs} --variants '{params.variants}'"
+        "cromss table4 --pretrain-logs {input.logs} --variants {params.variants:q}"
         " --metrics {input.metrics} --out {output.csv} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule finetune:
         model=f"{FT_DIR}/model.pt",
         log=f"{FT_DIR}/log.jsonl",
     params:
-        settings=as_json(finetune_settings()),
+        settings=lambda w: as_json(finetune_settings()),
         encoder=lambda w, input: input.encoder or "random",
         workdir=FT_DIR,
     threads: 1
@@ -26,7 +26,7 @@ rule finetune:
     shell:
         "OMP_NUM_THREADS={threads} cromss finetune --task {wildcards.task} --modality {wildcards.modality}"
         " --encoder {params.encoder} --setting {wildcards.setting} --seed {wildcards.seed}"
-        " --train {input.train} --settings '{params.settings}' --out {params.workdir} > {log} 2>&1"
+        " --train {input.train} --settings {params.settings:q} --out {params.workdir} > {log} 2>&1"
 
 
 rule evaluate:

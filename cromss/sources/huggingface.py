@@ -1,0 +1,63 @@
+"""Hugging Face datasets over plain HTTP: NoLDO-S12 (labels and downstream tiles) and CromSS weights.
+
+Files are fetched from ``<base_url>/datasets/<repo>/resolve/<revision>/<file>`` with the resumable,
+verified :func:`cromss.sources.http.download`; ``HF_TOKEN`` is sent when set. The base URL is
+configurable so a mirror (or the tests' loopback server) can stand in for huggingface.co.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cromss.sources.archives import unpack
+from cromss.sources.http import Expected, RetryPolicy, download
+
+DEFAULT_BASE_URL = "https://huggingface.co"
+NOLDO_REPO = "vikki23/NoLDO-S12"
+NOLDO_FILES = ("ssl4eo_s12_nol.zip", "ssl4eo_s12_dw.zip", "ssl4eo_s12_osm.zip")
+WEIGHT_FILES = tuple(f"weights-cromss-{bands}-{fusion}-epoch=199.ckpt"
+                     for bands in ("13B", "9B") for fusion in ("midFusion", "lateFusion"))
+
+
+def hf_url(base_url: str, repo: str, revision: str, filename: str) -> str:
+    """The ``resolve`` URL of one file of a Hugging Face dataset repository."""
+    return f"{base_url.rstrip('/')}/datasets/{repo}/resolve/{revision}/{filename.lstrip('/')}"
+
+
+def retry_policy(settings: dict[str, Any]) -> RetryPolicy:
+    """The retry policy of the ``retry`` block of the real-data settings."""
+    return RetryPolicy(**settings.get("retry", {}))
+
+
+def download_dir(settings: dict[str, Any], name: str) -> Path:
+    """Where the archives of source ``name`` are kept (``download_dir`` of the settings)."""
+    return Path(settings.get("download_dir", "results/downloads")) / name
+
+
+def fetch_repo_file(settings: dict[str, Any], section: dict[str, Any], filename: str,
+                    folder: Path, *, progress: bool = True) -> Path:
+    """Download one file of the repository named in ``section`` (repo, revision, md5 per file)."""
+    url = hf_url(settings.get("huggingface_url", DEFAULT_BASE_URL), section["repo"],
+                 section.get("revision", "main"), filename)
+    target = folder / Path(filename).name
+    expected = Expected(md5=section.get("md5", {}).get(filename))
+    return download(url, target, expected, policy=retry_policy(settings), progress=progress)
+
+
+def fetch_noldo(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
+    """Download and unpack the NoLDO-S12 zips to ``out/noldo/<zip stem>/``."""
+    section = {"repo": NOLDO_REPO, "files": list(NOLDO_FILES), **settings.get("noldo", {})}
+    unpacked = []
+    for filename in section["files"]:
+        archive = fetch_repo_file(settings, section, filename, download_dir(settings, "noldo"),
+                                  progress=progress)
+        unpacked.append(unpack(archive, out / "noldo" / Path(filename).stem))
+    return unpacked
+
+
+def fetch_weights(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
+    """Download the released CromSS checkpoints to ``out/weights/`` (verified, kept as they are)."""
+    section = {"repo": NOLDO_REPO, "files": list(WEIGHT_FILES), **settings.get("weights", {})}
+    return [fetch_repo_file(settings, section, filename, out / "weights", progress=progress)
+            for filename in section["files"]]

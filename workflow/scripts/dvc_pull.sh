@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Restore the workflow's results from the DVC remote and make Snakemake trust them.
+#
+#   workflow/scripts/dvc_pull.sh [SNAKEMAKE TARGETS/OPTIONS...]
+#
+# `dvc pull` writes files in no particular order, so their modification times no longer follow the
+# DAG and Snakemake would rerun jobs; a fresh clone also has no .snakemake/metadata, so later
+# config or code changes would trigger nothing. When the checkout's code and config are the ones
+# recorded in dvc.lock (`dvc status` clean), the pulled files are exactly what Snakemake would
+# make, and `snakemake --touch --forceall` sets their times in DAG order and records provenance for
+# every job, without running any. Otherwise the files are left as pulled and this script fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export DVC_NO_ANALYTICS=1
+
+dvc pull
+status="$(dvc status --json workflow)"
+if [[ "$status" != "{}" ]]; then
+    echo "dvc_pull.sh: the checkout differs from dvc.lock, so the pulled results are not marked" \
+         "up to date; run snakemake to update them:" >&2
+    echo "$status" >&2
+    exit 1
+fi
+snakemake --touch --forceall --cores 1 "$@"

@@ -1,0 +1,130 @@
+"""Raw layouts -> Zarr stores (:mod:`cromss.data.store`), validating every file on the way.
+
+Samples are streamed in batches, so the size of a dataset is bounded by disk, not memory; the store
+appears under its final name only when every sample was read and checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cromss.constants import (DFC_CLASSES, DFC_COLORS, DFC_REMAP, DW_CLASSES, DW_COLORS,
+                              DW_EXPERT_REMAP, IGNORE_INDEX, NOISY_DW_REMAP, OSM_CLASSES,
+                              OSM_COLORS, OSM_REMAP)
+from cromss.data import layouts
+from cromss.data.store import StoreWriter, make_batch, store_attrs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What one store holds: its dataset, split, classes, raw codes and their remap."""
+
+    dataset: str
+    split: str
+    classes: tuple[str, ...]
+    colors: tuple[str, ...]
+    remap: dict[int, int]
+    codes: tuple[int, ...]  # every raw label code the source may hold
+
+
+STORES = {
+    "nol": StoreSpec("ssl4eo_s12_nol", "pretrain", DW_CLASSES, DW_COLORS, NOISY_DW_REMAP,
+                     tuple(range(9))),
+    **{f"dw_{s}": StoreSpec("ssl4eo_s12_dw", s, DW_CLASSES, DW_COLORS, DW_EXPERT_REMAP,
+                            tuple(range(11))) for s in ("train", "test")},
+    **{f"osm_{s}": StoreSpec("ssl4eo_s12_osm", s, OSM_CLASSES, OSM_COLORS, OSM_REMAP,
+                             tuple(range(14))) for s in ("train", "test")},
+    **{f"dfc2020_{s}": StoreSpec("dfc2020", s, DFC_CLASSES, DFC_COLORS, DFC_REMAP,
+                                 tuple(range(11))) for s in ("train", "test")},
+}
+
+
+def remap_labels(raw: np.ndarray, remap: dict[int, int]) -> np.ndarray:
+    """Raw codes -> class indices through a lookup table; unlisted codes become IGNORE_INDEX."""
+    table = np.full(256, IGNORE_INDEX, np.uint8)
+    for code, index in remap.items():
+        table[code] = index
+    return table[raw.astype(np.uint8)]
+
+
+def samples_of(store: str, raw: Path) -> tuple[int, Iterator[layouts.Sample]]:
+    """The number of samples of ``store`` under the raw root and an iterator over them."""
+    if store == "nol":
+        return layouts.iter_nol(raw)
+    task, split = store.rsplit("_", 1)
+    if task in ("dw", "osm"):
+        return layouts.iter_tiles(raw / "noldo" / f"ssl4eo_s12_{task}" / store, task)
+    return layouts.iter_dfc(raw / "dfc2020", "validation" if split == "train" else "test")
+
+
+def _checked(sample: layouts.Sample, spec: StoreSpec) -> layouts.Sample:
+    for season, path in enumerate(sample.label_paths):
+        layouts.check_codes(sample.label[season], spec.codes, path)
+        if sample.truth is not None:
+            layouts.check_codes(sample.truth[season], spec.codes, path)
+    return sample
+
+
+def _batch(samples: list[layouts.Sample], spec: StoreSpec):
+    truth = [s.truth for s in samples]
+    if any(t is None for t in truth) and not all(t is None for t in truth):
+        raise ValueError(f"truth maps exist for some samples only ({samples[0].sample_id}...)")
+    return make_batch(
+        s1=np.stack([s.s1 for s in samples]),
+        s2=np.stack([s.s2 for s in samples]),
+        label=remap_labels(np.stack([s.label for s in samples]), spec.remap),
+        truth=None if truth[0] is None else remap_labels(np.stack(truth), spec.remap),
+        sample_id=[s.sample_id for s in samples],
+        crs=[s.grid.epsg for s in samples],
+        transform=np.array([s.grid.transform for s in samples]),
+        time=np.stack([s.time for s in samples]),
+    )
+
+
+def _chunks(items: Iterator[layouts.Sample], size: int) -> Iterator[list[layouts.Sample]]:
+    chunk: list[layouts.Sample] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def ingest(store: str, raw: str | os.PathLike, out: str | os.PathLike, batch_size: int = 16
+           ) -> dict[str, int]:
+    """Read the raw layout of ``store`` under ``raw`` and write the Zarr store ``out`` atomically.
+
+    Returns counts: samples written and S1 pixels without data, which are filled, flagged in
+    ``s1_nodata`` and counted in the store attribute ``s1_nodata_pixels``.
+    """
+    if store not in STORES:
+        raise ValueError(f"unknown store {store!r}; known: {', '.join(STORES)}")
+    spec = STORES[store]
+    raw = Path(raw)
+    total, samples = samples_of(store, raw)
+    if total == 0:
+        raise FileNotFoundError(f"{raw}: no samples of {store} found")
+    attrs = store_attrs(dataset=spec.dataset, split=spec.split, classes=spec.classes,
+                        colors=spec.colors, label_remap=spec.remap, source=str(raw))
+    attrs["s1_nodata_pixels"] = 0
+    with StoreWriter(out, attrs) as writer:
+        for chunk in _chunks((_checked(sample, spec) for sample in samples), batch_size):
+            batch = _batch(chunk, spec)
+            writer.attrs["s1_nodata_pixels"] += int(batch["s1_nodata"].sum())
+            writer.append(batch)
+            log.info("%s: %d / %d samples", store, writer.num_samples, total)
+    nodata = writer.attrs["s1_nodata_pixels"]
+    if nodata:
+        log.warning("%s: %d S1 pixels without data were filled with the band mean and flagged "
+                    "in s1_nodata", store, nodata)
+    return {"samples": writer.num_samples, "s1_nodata_pixels": nodata}

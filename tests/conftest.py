@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny synthetic world in the real on-disk layouts, ingested into every store.
+
+Like torchgeo's fake-data generators, the fixture writes exactly the files a real download
+unpacks to, so the same ingest code is exercised as on real data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SETTINGS = {
+    "seed": 7, "pretrain_locations": 6, "pretrain_size": 48,
+    "tiles": {"dw_train": 3, "dw_test": 2, "osm_train": 3, "osm_test": 2,
+              "dfc2020_train": 3, "dfc2020_test": 2},
+    "tile_size": 48, "dfc_size": 32, "label_noise": 0.3, "cloud_fraction": 0.5,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The raw root of a tiny synthetic world (6 locations at 48 px, a few tiles)."""
+    from cromss.data.synthetic import synthesise
+    return synthesise(tmp_path_factory.mktemp("tiny") / "raw", TINY_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_raw: Path) -> dict[str, Path]:
+    """Store name -> path of every Zarr store ingested from the tiny world."""
+    from cromss.data.ingest import STORES, ingest
+    stores = {name: tiny_raw.parent / "data" / f"{name}.zarr" for name in STORES}
+    for name, path in stores.items():
+        ingest(name, tiny_raw, path)
+    return stores

@@ -1,0 +1,261 @@
+"""CromSS models (method §2): single-modal, middle-fusion and late-fusion U-Nets, encoder transfer.
+
+Every model maps (S1, S2) to (logits_s1, logits_s2), None for a modality it does not use:
+
+- ``single_s1`` / ``single_s2``: one smp U-Net on one modality;
+- ``middle``: an S1 encoder and an S2 encoder, ONE shared decoder and head, each modality's
+  features decoded separately (the fusion is the weight sharing, nothing is concatenated);
+- ``late``: two complete, independent U-Nets.
+
+Encoders are randomly initialised (``encoder_weights=None``). Only encoders are transferred: an
+encoder file is ``{"state_dict": ..., "card": ...}`` readable with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from segmentation_models_pytorch.encoders import get_encoder
+from torch import Tensor, nn
+
+import cromss
+from cromss.atomic import atomic_path
+from cromss.constants import (DW_CLASSES, S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD,
+                              s2_band_indices)
+
+FUSIONS = ("single_s1", "single_s2", "middle", "late")
+MODALITIES = ("s1", "s2")
+ENCODER_DEPTH = 5
+DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+NORMALISATION_RULE = "clip each band to [mean - 2 std, mean + 2 std], then scale linearly to [0, 1]"
+
+
+def build_unet(encoder: str, in_channels: int, classes: int,
+               decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS) -> smp.Unet:
+    """A randomly initialised smp U-Net with a 3x3 head (smp's default head kernel)."""
+    return smp.Unet(encoder_name=encoder, encoder_depth=ENCODER_DEPTH, encoder_weights=None,
+                    decoder_channels=tuple(decoder_channels), in_channels=in_channels,
+                    classes=classes)
+
+
+def check_input_size(image: Tensor) -> None:
+    """U-Nets of depth 5 need sides divisible by 32."""
+    height, width = image.shape[-2:]
+    step = 2 ** ENCODER_DEPTH
+    if height % step or width % step:
+        raise ValueError(f"input of {height}x{width} px: both sides must be divisible by {step}")
+
+
+class CromssModel(nn.Module):
+    """Base: ``forward(s1, s2) -> (logits_s1, logits_s2)`` and ``encoder(modality)``."""
+
+    modalities: tuple[str, ...] = MODALITIES
+
+    def encoder(self, modality: str) -> nn.Module:
+        raise NotImplementedError
+
+    def _require(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ValueError(f"{type(self).__name__} has no {modality!r} encoder; "
+                             f"it has {self.modalities}")
+
+
+class SingleModalModel(CromssModel):
+    """One U-Net on S1 or on S2."""
+
+    def __init__(self, modality: str, unet: smp.Unet) -> None:
+        super().__init__()
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
+        self.modalities = (modality,)
+        self.unet = unet
+
+    def forward(self, s1: Tensor | None, s2: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        if self.modalities == ("s1",):
+            return self.unet(s1), None
+        return None, self.unet(s2)
+
+    def encoder(self, modality: str) -> nn.Module:
+        self._require(modality)
+        return self.unet.encoder
+
+
+class MiddleFusionModel(CromssModel):
+    """Two encoders, one shared decoder and head; two logit maps."""
+
+    def __init__(self, encoder: str, s2_bands: int, classes: int,
+                 decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS) -> None:
+        super().__init__()
+        unet = build_unet(encoder, len(S1_BANDS), classes, decoder_channels)
+        self.encoder_s1 = unet.encoder
+        self.encoder_s2 = get_encoder(encoder, in_channels=s2_bands, depth=ENCODER_DEPTH,
+                                      weights=None)
+        self.decoder = unet.decoder
+        self.segmentation_head = unet.segmentation_head
+
+    def _decode(self, features: list[Tensor]) -> Tensor:
+        return self.segmentation_head(self.decoder(features))
+
+    def forward(self, s1: Tensor, s2: Tensor) -> tuple[Tensor, Tensor]:
+        check_input_size(s1)
+        check_input_size(s2)
+        return self._decode(self.encoder_s1(s1)), self._decode(self.encoder_s2(s2))
+
+    def encoder(self, modality: str) -> nn.Module:
+        self._require(modality)
+        return self.encoder_s1 if modality == "s1" else self.encoder_s2
+
+
+class LateFusionModel(CromssModel):
+    """Two complete, independent U-Nets, coupled only through the losses."""
+
+    def __init__(self, encoder: str, s2_bands: int, classes: int,
+                 decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS) -> None:
+        super().__init__()
+        self.unet_s1 = build_unet(encoder, len(S1_BANDS), classes, decoder_channels)
+        self.unet_s2 = build_unet(encoder, s2_bands, classes, decoder_channels)
+
+    def forward(self, s1: Tensor, s2: Tensor) -> tuple[Tensor, Tensor]:
+        return self.unet_s1(s1), self.unet_s2(s2)
+
+    def encoder(self, modality: str) -> nn.Module:
+        self._require(modality)
+        return self.unet_s1.encoder if modality == "s1" else self.unet_s2.encoder
+
+
+def build_model(settings: Mapping[str, Any]) -> CromssModel:
+    """The model of a pretraining variant: keys ``fusion``, ``s2_bands``, ``encoder``,
+    ``decoder_channels`` and optionally ``num_classes`` (9)."""
+    fusion = settings.get("fusion")
+    if fusion not in FUSIONS:
+        raise ValueError(f"settings: fusion must be one of {FUSIONS}, not {fusion!r}")
+    encoder = str(settings.get("encoder", "resnet50"))
+    classes = int(settings.get("num_classes", len(DW_CLASSES)))
+    decoder_channels = tuple(int(c) for c in settings.get("decoder_channels",
+                                                          DEFAULT_DECODER_CHANNELS))
+    s2_bands = len(s2_band_indices(int(settings.get("s2_bands", 13))))
+    if fusion == "middle":
+        return MiddleFusionModel(encoder, s2_bands, classes, decoder_channels)
+    if fusion == "late":
+        return LateFusionModel(encoder, s2_bands, classes, decoder_channels)
+    modality = fusion.removeprefix("single_")
+    in_channels = len(S1_BANDS) if modality == "s1" else s2_bands
+    return SingleModalModel(modality, build_unet(encoder, in_channels, classes, decoder_channels))
+
+
+def input_bands(modality: str, s2_bands: int = 13) -> tuple[tuple[str, ...], list[float],
+                                                            list[float]]:
+    """Band names, means and standard deviations of one modality's model input."""
+    if modality == "s1":
+        return S1_BANDS, list(S1_MEAN), list(S1_STD)
+    if modality == "s2":
+        indices = s2_band_indices(s2_bands)
+        return (tuple(S2_BANDS[i] for i in indices), [S2_MEAN[i] for i in indices],
+                [S2_STD[i] for i in indices])
+    raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
+
+
+def model_card(settings: Mapping[str, Any], modality: str) -> dict[str, Any]:
+    """What a transferred encoder needs to be used right: inputs, normalisation, classes, origin."""
+    bands, mean, std = input_bands(modality, int(settings.get("s2_bands", 13)))
+    classes = int(settings.get("num_classes", len(DW_CLASSES)))
+    return {
+        "encoder": str(settings.get("encoder", "resnet50")),
+        "modality": modality,
+        "in_channels": len(bands),
+        "bands": list(bands),
+        "normalisation": {"mean": mean, "std": std, "rule": NORMALISATION_RULE},
+        "classes": list(DW_CLASSES[:classes]),
+        "variant": settings.get("name"),
+        "fusion": settings.get("fusion"),
+        "settings": json.loads(json.dumps(settings)),  # plain types only, weights_only-safe
+        "cromss_version": cromss.__version__,
+    }
+
+
+def encoder_checkpoint(model: CromssModel, modality: str,
+                       settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"state_dict": encoder weights on CPU, "card": model card}`` of one modality."""
+    state = {key: value.detach().cpu().clone()
+             for key, value in model.encoder(modality).state_dict().items()}
+    return {"state_dict": state, "card": model_card(settings, modality)}
+
+
+def save_encoder(path: str | Path, model: CromssModel, modality: str,
+                 settings: Mapping[str, Any]) -> Path:
+    """Write one modality's encoder and card to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(encoder_checkpoint(model, modality, settings), tmp)
+    return path
+
+
+def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(state_dict, card) of an encoder file, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder file not found")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not {"state_dict", "card"} <= set(checkpoint):
+        raise ValueError(f"{path}: not an encoder file (expected keys 'state_dict' and 'card')")
+    return checkpoint["state_dict"], checkpoint["card"]
+
+
+def first_conv(module: nn.Module) -> tuple[str, nn.Conv2d]:
+    """Name and module of the first 2-D convolution (the one that sees the input bands)."""
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Conv2d):
+            return name, child
+    raise ValueError(f"{type(module).__name__} has no convolution")
+
+
+def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries under ``prefix`` with the prefix removed (e.g. a reference checkpoint's
+    ``model.encoder1.`` for its middle-fusion S1 encoder)."""
+    selected = {key[len(prefix):]: value for key, value in state_dict.items()
+                if key.startswith(prefix)}
+    if not selected:
+        raise ValueError(f"no weights under prefix {prefix!r}")
+    return selected
+
+
+def _listed(keys: set[str], limit: int = 6) -> str:
+    shown = sorted(keys)[:limit]
+    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_encoder_state(encoder_module: nn.Module, state_dict: Mapping[str, Tensor],
+                       source: str) -> None:
+    """Load ``state_dict`` into ``encoder_module``; errors name ``source`` and the bad keys."""
+    conv_name, conv = first_conv(encoder_module)
+    conv_key = f"{conv_name}.weight"
+    if conv_key in state_dict and state_dict[conv_key].shape[1] != conv.in_channels:
+        raise ValueError(f"{source}: the first convolution has {state_dict[conv_key].shape[1]} "
+                         f"input channels, the model expects {conv.in_channels}")
+    expected = encoder_module.state_dict()
+    missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listed(unexpected)}")
+    mismatched = {key for key in set(expected) & set(state_dict)
+                  if expected[key].shape != state_dict[key].shape}
+    if mismatched:
+        problems.append(f"shape mismatches: {_listed(mismatched)}")
+    if problems:
+        raise ValueError(f"{source}: encoder weights do not fit the model ({'; '.join(problems)})")
+    encoder_module.load_state_dict(state_dict, strict=True)
+
+
+def load_encoder(encoder_module: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Put an encoder file's weights into ``encoder_module`` (e.g. a new downstream model's
+    ``.encoder``) and return its card."""
+    state_dict, card = read_encoder(path)
+    load_encoder_state(encoder_module, state_dict, str(path))
+    return card

@@ -1,0 +1,139 @@
+"""CromSS losses (method §3): hand cases, equivalence with plain losses, gradient paths."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+
+from cromss.constants import IGNORE_INDEX
+from cromss.losses import (consistency_loss, cromss_loss, selection_weights, soft_cross_entropy,
+                           soft_dice_loss, weighted_mean)
+from cromss.selection import valid_mask
+from cromss.smoothing import one_hot
+
+SETTINGS = {"selection": {"enabled": True, "ramp_epochs": 5, "keep": 0.5},
+            "consistency_weight": 1.0, "num_classes": 4}
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    logits_1 = torch.randn(2, 4, 6, 6, generator=generator, requires_grad=True)
+    logits_2 = torch.randn(2, 4, 6, 6, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 4, (2, 6, 6), generator=generator)
+    labels[0, :2] = IGNORE_INDEX
+    soft = torch.softmax(torch.randn(2, 4, 6, 6, generator=generator), 1)
+    return logits_1, logits_2, labels, soft
+
+
+def test_weighted_mean_hand_case_and_all_zero_weights():
+    values = torch.tensor([1.0, 3.0, 5.0])
+    assert weighted_mean(values, torch.tensor([1.0, 0.5, 0.0])).item() == pytest.approx(2.5 / 1.5)
+    assert weighted_mean(values, torch.zeros(3)).item() == 0.0
+
+
+def test_soft_cross_entropy_of_uniform_prediction_is_log_c():
+    logits = torch.zeros(1, 3, 2, 2)
+    targets = torch.softmax(torch.randn(1, 3, 2, 2), 1)
+    assert soft_cross_entropy(logits, targets, torch.ones(1, 2, 2)).item() == pytest.approx(
+        math.log(3))
+
+
+def test_soft_dice_hand_case():
+    # Q = (1/2, 1/2) at both pixels, targets all class 0: D_0 = 2 * 1 / (1 + 2) = 2/3,
+    # class 1 has no label mass and contributes 0; mean over 2 classes = (1/3 + 0) / 2.
+    logits = torch.zeros(1, 2, 1, 2)
+    targets = one_hot(torch.zeros(1, 1, 2, dtype=torch.long), 2)
+    weights = torch.ones(1, 1, 2)
+    assert soft_dice_loss(logits, targets, weights, weights).item() == pytest.approx(1 / 6)
+
+
+def test_hard_targets_with_unit_weights_match_plain_ce_and_smp_dice():
+    logits, _, labels, _ = batch()
+    targets, valid = one_hot(labels, 4), valid_mask(labels)
+    assert soft_cross_entropy(logits, targets, valid).item() == pytest.approx(
+        F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX).item(), rel=1e-5)
+    dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE_INDEX)(logits, labels)
+    assert soft_dice_loss(logits, targets, valid, valid).item() == pytest.approx(dice.item(),
+                                                                                 rel=1e-5)
+
+
+def test_without_selection_it_is_the_plain_multimodal_loss():
+    logits_1, logits_2, labels, soft = batch()
+    settings = {**SETTINGS, "selection": {"enabled": False}}
+    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 0, settings)
+    valid = valid_mask(labels)
+    expected = sum(soft_cross_entropy(lg, soft, valid) + soft_dice_loss(lg, soft, valid, valid)
+                   for lg in (logits_1, logits_2))
+    expected = expected + consistency_loss(logits_1, torch.softmax(logits_2, 1), valid)
+    expected = expected + consistency_loss(logits_2, torch.softmax(logits_1, 1), valid)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert parts["kept_proportion"].item() == 1.0
+
+
+def test_parts_add_up_to_the_total():
+    logits_1, logits_2, labels, soft = batch()
+    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 2, {**SETTINGS,
+                                                                     "consistency_weight": 0.5})
+    expected = (parts["seg_1"] + parts["seg_2"]
+                + 0.5 * (parts["consistency_1"] + parts["consistency_2"]))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_single_modal_is_ce_plus_dice_only():
+    _, logits_2, labels, soft = batch()
+    total, parts = cromss_loss(None, logits_2, labels, soft, 0, SETTINGS)
+    valid = valid_mask(labels)
+    expected = soft_cross_entropy(logits_2, soft, valid) + soft_dice_loss(logits_2, soft, valid,
+                                                                          valid)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert set(parts) == {"ce_2", "dice_2", "seg_2"}
+    with pytest.raises(ValueError, match="at least one"):
+        cromss_loss(None, None, labels, soft, 0, SETTINGS)
+
+
+def test_ignored_pixels_weigh_nothing():
+    logits_1, logits_2, labels, soft = batch()
+    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 1, SETTINGS)
+    ignored = (labels == IGNORE_INDEX).unsqueeze(1)
+    changed = [torch.where(ignored, torch.randn_like(x) * 10, x)
+               for x in (logits_1.detach(), logits_2.detach(), soft)]
+    total_changed, _ = cromss_loss(*changed[:2], labels, changed[2], 1, SETTINGS)
+    assert total_changed.item() == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_teachers_are_detached():
+    student = torch.randn(1, 3, 4, 4, requires_grad=True)
+    teacher_logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = consistency_loss(student, torch.softmax(teacher_logits, 1), torch.ones(1, 4, 4))
+    student_grad, teacher_grad = torch.autograd.grad(loss, (student, teacher_logits),
+                                                     allow_unused=True)
+    assert teacher_grad is None and bool(student_grad.abs().sum() > 0)
+
+
+def test_each_modality_gets_only_its_own_gradient_paths():
+    # The S1 terms (segmentation and Lc(P2 || Q1)) give no gradient to the S2 logits, and vice
+    # versa; selection masks and teachers act as constants.
+    logits_1, logits_2, labels, soft = batch(1)
+    weights = selection_weights(logits_1, logits_2, labels, 3, SETTINGS)
+    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 3, SETTINGS)
+    grad_1, grad_2 = torch.autograd.grad(total, (logits_1, logits_2))
+    valid = valid_mask(labels)
+    own_1 = (soft_cross_entropy(logits_1, soft, weights.label_1)
+             + soft_dice_loss(logits_1, soft, weights.label_1, valid)
+             + consistency_loss(logits_1, torch.softmax(logits_2.detach(), 1), weights.entropy_2))
+    own_2 = (soft_cross_entropy(logits_2, soft, weights.label_2)
+             + soft_dice_loss(logits_2, soft, weights.label_2, valid)
+             + consistency_loss(logits_2, torch.softmax(logits_1.detach(), 1), weights.entropy_1))
+    assert torch.allclose(grad_1, torch.autograd.grad(own_1, logits_1)[0], atol=1e-7)
+    assert torch.allclose(grad_2, torch.autograd.grad(own_2, logits_2)[0], atol=1e-7)
+
+
+def test_hard_labels_are_used_when_no_soft_targets_are_given():
+    logits_1, logits_2, labels, _ = batch()
+    with_none, _ = cromss_loss(logits_1, logits_2, labels, None, 0, SETTINGS)
+    with_hot, _ = cromss_loss(logits_1, logits_2, labels, one_hot(labels, 4), 0, SETTINGS)
+    assert with_none.item() == pytest.approx(with_hot.item())

@@ -79,6 +79,13 @@ def table_runs(task):
     return runs([task], FT["modalities"], FT["weights"], FT["settings"], FT["seeds"])
 
 
+def table_runs_all():
+    """Every run of the transfer tables and the ablation, each once."""
+    unique = {tuple(r.items()): r for t in FT["tasks"] for r in table_runs(t)}
+    unique.update({tuple(r.items()): r for r in ablation_runs()})
+    return list(unique.values())
+
+
 def ablation_runs():
     a = FT["ablation"]
     return runs([a["task"]], [a["modality"]], VARIANTS, [a["setting"]], FT["seeds"])
@@ -119,3 +126,9 @@ TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 
 TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]
+FIGURES = [
+    f"{RESULTS}/figures/pretrain_curves.png",
+    f"{RESULTS}/figures/selection.png",
+    *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"] for name in ("class_iou", "confusion")],
+    f"{RESULTS}/metrics/summary.json",
+]

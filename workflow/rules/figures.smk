@@ -1,3 +1,70 @@
-# Figures for `snakemake --report`.
+# Figures for `snakemake --report results/report.html`, and the summary DVC reads as metrics/plots.
 
-FIGURES = []
+
+rule pretrain_figure:
+    input:
+        expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
+    output:
+        report(f"{RESULTS}/figures/{{name}}.png", category="Pretraining",
+               caption="../report/{name}.rst"),
+    wildcard_constraints:
+        name="pretrain_curves|selection",
+    params:
+        figure=lambda w: w.name.replace("_", "-"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figures/{{name}}.log",
+    benchmark:
+        f"{BENCH}/figures/{{name}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "cromss figure {params.figure} --pretrain-logs {input} --out {output} > {log} 2>&1"
+
+
+rule transfer_figure:
+    input:
+        lambda w: metrics_files(table_runs(w.task)),
+    output:
+        report(f"{RESULTS}/figures/{{task}}_{{name}}.png", category="Transfer",
+               subcategory="{task}", caption="../report/{name}.rst"),
+    wildcard_constraints:
+        name="class_iou|confusion",
+    params:
+        figure=lambda w: w.name.replace("_", "-"),
+        setting=FT["settings"][-1],
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figures/{{task}}_{{name}}.log",
+    benchmark:
+        f"{BENCH}/figures/{{task}}_{{name}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "cromss figure {params.figure} --metrics {input} --setting {params.setting}"
+        " --out {output} > {log} 2>&1"
+
+
+rule metrics_summary:
+    input:
+        metrics=metrics_files(table_runs_all()),
+        logs=expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
+    output:
+        summary=f"{RESULTS}/metrics/summary.json",
+        curves=directory(f"{RESULTS}/metrics/pretrain"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/metrics_summary.log",
+    benchmark:
+        f"{BENCH}/metrics_summary.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
+        " --summary {output.summary} --curves-dir {output.curves} > {log} 2>&1"

@@ -12,6 +12,7 @@ rule transfer_table:
         number="[123]",
     params:
         task=lambda w: TASK_OF_TABLE[int(w.number)],
+        pretrain=lambda w: as_json(config["pretrain"]),
     conda:
         CONDA_ENV
     log:
@@ -23,7 +24,7 @@ rule transfer_table:
         runtime=5,
     shell:
         "cromss tables --task {params.task} --metrics {input.metrics}"
-        " --reference {input.reference} --out {output.csv} > {log} 2>&1"
+        " --reference {input.reference} --variants {params.pretrain:q} --out {output.csv} > {log} 2>&1"
 
 
 rule ablation_table:
@@ -35,7 +36,7 @@ rule ablation_table:
                    caption="../report/table4.rst", labels={"table": "4"}),
         md=f"{RESULTS}/tables/table4.md",
     params:
-        variants=lambda w: as_json(config["pretrain"]["variants"]),
+        pretrain=lambda w: as_json(config["pretrain"]),
     conda:
         CONDA_ENV
     log:
@@ -46,5 +47,5 @@ rule ablation_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "cromss table4 --pretrain-logs {input.logs} --variants {params.variants:q}"
+        "cromss table4 --pretrain-logs {input.logs} --variants {params.pretrain:q}"
         " --metrics {input.metrics} --out {output.csv} > {log} 2>&1"

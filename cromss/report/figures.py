@@ -1,0 +1,296 @@
+"""Figures for the Snakemake report (matplotlib, Agg backend, PNG).
+
+Every function takes plain data (log records, metrics dictionaries, numpy arrays) and returns a
+``matplotlib.figure.Figure``; ``save_figure`` writes it atomically. The two figures that need model
+inference (``sample_panels``, ``prediction_panels``) take arrays, so the workflow rule runs the
+model and hands the results over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from cromss.atomic import atomic_path  # noqa: E402
+from cromss.constants import IGNORE_INDEX  # noqa: E402
+
+IGNORE_COLOR = "#000000"
+SELECTION_CMAP = "magma"
+
+
+def save_figure(figure: Figure, out: str | Path, dpi: int = 110) -> Path:
+    """Write ``figure`` as PNG to ``out`` (atomically) and close it."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return out
+
+
+def _series(log: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Epochs and values of ``key`` over the records that carry it."""
+    points = [(r["epoch"], r[key]) for r in log if r.get(key) is not None]
+    epochs, values = zip(*points) if points else ((), ())
+    return np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)
+
+
+def pretrain_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """Training loss, validation loss and learning rate over epochs, one line per variant."""
+    if not logs:
+        raise ValueError("no pretraining logs given")
+    panels = (("train_loss", "training loss"), ("val_loss", "validation loss"),
+              ("lr", "learning rate"))
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
+    for axis, (key, title) in zip(axes, panels):
+        for variant, log in logs.items():
+            axis.plot(*_series(log, key), marker="o", markersize=3, label=variant)
+        axis.set(title=title, xlabel="epoch")
+        axis.grid(alpha=0.3)
+    axes[2].set_yscale("log")
+    axes[0].legend(title="variant")
+    return figure
+
+
+def selection_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """Per variant: kept proportion, label precision and both modalities' selection precision."""
+    if not logs:
+        raise ValueError("no pretraining logs given")
+    lines = (("kept_proportion", "kept proportion", "k", "-"),
+             ("label_precision", "label precision (all pixels)", "tab:gray", "--"),
+             ("selection_precision_s1", "selection precision S1", "tab:blue", "-"),
+             ("selection_precision_s2", "selection precision S2", "tab:orange", "-"))
+    columns = min(len(logs), 2)
+    rows = -(-len(logs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.4 * rows + 0.5),
+                                squeeze=False, sharex=True, sharey=True, layout="constrained")
+    for axis in axes.flat[len(logs):]:
+        axis.set_visible(False)
+    for axis, (variant, log) in zip(axes.flat, logs.items()):
+        for key, label, color, style in lines:
+            axis.plot(*_series(log, key), color=color, linestyle=style, marker="o",
+                      markersize=3, label=label)
+        axis.set(title=variant, xlabel="epoch", ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("fraction of labelled pixels")
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    return figure
+
+
+def _group_runs(runs: Sequence[Mapping[str, Any]], setting: str
+                ) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Runs of ``setting`` grouped by (modality, weights), in a stable order."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: (r["modality"], r["weights"] != "random", r["weights"])):
+        if run["setting"] == setting:
+            groups.setdefault((run["modality"], run["weights"]), []).append(run)
+    if not groups:
+        raise ValueError(f"no metrics of setting {setting!r} given")
+    return groups
+
+
+def _class_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = {tuple(run["class_names"]) for run in runs}
+    if len(names) != 1:
+        raise ValueError("the metrics files disagree on the class names")
+    return list(names.pop())
+
+
+def short_name(name: str, width: int) -> str:
+    """``name`` cut to ``width`` characters, with an ellipsis when cut."""
+    return name if len(name) <= width else name[: width - 1].rstrip(" ,&/") + "…"
+
+
+def class_iou_bars(runs: Sequence[Mapping[str, Any]], setting: str = "finetuned") -> Figure:
+    """Per-class IoU (strict, mean and std over seeds): a panel per modality, a bar per weights."""
+    groups = _group_runs(runs, setting)
+    names = _class_names(runs)
+    modalities = sorted({m for m, _ in groups})
+    figure, axes = plt.subplots(len(modalities), 1, figsize=(max(8, 0.9 * len(names) + 3),
+                                                             3.4 * len(modalities)),
+                                squeeze=False, sharey=True, layout="constrained")
+    for axis, modality in zip(axes[:, 0], modalities):
+        members = [(w, rs) for (m, w), rs in groups.items() if m == modality]
+        width = 0.8 / len(members)
+        for offset, (weights, group) in enumerate(members):
+            iou = np.array([run["strict"]["IoU"] for run in group], dtype=float)
+            x = np.arange(len(names)) + (offset - (len(members) - 1) / 2) * width
+            axis.bar(x, iou.mean(0), width, yerr=iou.std(0) if len(group) > 1 else None,
+                     capsize=2, label=f"{weights} (mIoU {iou.mean():.1f})")
+        axis.set_xticks(np.arange(len(names)), [short_name(n, 22) for n in names], rotation=30,
+                       ha="right")
+        axis.set(title=f"{modality.upper()}, {setting}", ylabel="IoU (%)", ylim=(0, 100))
+        axis.grid(axis="y", alpha=0.3)
+        axis.legend(fontsize="small", ncols=min(len(members), 4))
+    return figure
+
+
+def normalised_confusion(matrix: np.ndarray) -> np.ndarray:
+    """Rows (true classes) scaled to sum to 1; empty rows stay 0."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def confusion_matrices(runs: Sequence[Mapping[str, Any]], setting: str = "finetuned") -> Figure:
+    """Row-normalised confusion matrices summed over seeds, one per (modality, weights)."""
+    groups = _group_runs(runs, setting)
+    names = _class_names(runs)
+    columns = min(len(groups), 3)
+    rows = -(-len(groups) // columns)
+    size = 1.9 + 0.42 * len(names)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows),
+                                squeeze=False, layout="constrained")
+    image = None
+    for axis, ((modality, weights), group) in zip(axes.flat, groups.items()):
+        matrix = normalised_confusion(sum(np.asarray(r["confusion_matrix"]) for r in group))
+        image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+        for (row, col), value in np.ndenumerate(matrix):
+            if value >= 0.005:
+                axis.text(col, row, f"{value * 100:.0f}", ha="center", va="center", fontsize=6,
+                          color="white" if value > 0.6 else "black")
+        ticks = np.arange(len(names))
+        labels = [short_name(n, 16) for n in names]
+        axis.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
+        axis.set_yticks(ticks, labels, fontsize=7)
+        axis.set(title=f"{modality.upper()} {weights} ({setting})", xlabel="predicted",
+                 ylabel="true")
+    for axis in axes.flat[len(groups):]:
+        axis.set_visible(False)
+    figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true class")
+    return figure
+
+
+def label_colormap(colors: Sequence[str]) -> ListedColormap:
+    """Class colours for indices 0..C-1 (ignore pixels are drawn separately)."""
+    return ListedColormap(list(colors))
+
+
+def _show_label(axis: plt.Axes, label: np.ndarray, colors: Sequence[str]) -> None:
+    """Draw a class-index map with the class colours; ignore (255) in black."""
+    label = np.asarray(label)
+    valid = label != IGNORE_INDEX
+    if (label[valid] >= len(colors)).any():
+        raise ValueError(f"label holds class {label[valid].max()}, "
+                         f"beyond the {len(colors)} colours")
+    axis.set_facecolor(IGNORE_COLOR)
+    axis.imshow(np.ma.masked_where(~valid, label), cmap=label_colormap(colors), vmin=-0.5,
+                vmax=len(colors) - 0.5, interpolation="nearest")
+
+
+def stretch(image: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
+    """Per-channel percentile stretch to [0, 1] of an (H, W) or (H, W, C) array."""
+    image = np.asarray(image, dtype=float)
+    channels = image if image.ndim == 3 else image[..., None]
+    lo = np.nanpercentile(channels, low, axis=(0, 1))
+    hi = np.nanpercentile(channels, high, axis=(0, 1))
+    scaled = np.clip((channels - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+    return scaled if image.ndim == 3 else scaled[..., 0]
+
+
+def s1_composite(s1: np.ndarray) -> np.ndarray:
+    """False colour of a (2, H, W) S1 array (VV, VH, VV - VH), each channel stretched."""
+    s1 = np.asarray(s1, dtype=float)
+    if s1.ndim != 3 or s1.shape[0] != 2:
+        raise ValueError(f"S1 must be (2, H, W), not {s1.shape}")
+    return stretch(np.stack([s1[0], s1[1], s1[0] - s1[1]], axis=-1))
+
+
+def _legend(figure: Figure, classes: Sequence[str], colors: Sequence[str]) -> None:
+    handles = [Patch(color=c, label=n) for n, c in zip(classes, colors)]
+    handles.append(Patch(color=IGNORE_COLOR, label="ignored"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7),
+                  fontsize="small")
+
+
+def _check_samples(name: str, arrays: Sequence[np.ndarray], count: int) -> None:
+    if len(arrays) != count:
+        raise ValueError(f"{name}: {len(arrays)} arrays for {count} samples")
+
+
+def sample_panels(s2_rgb: Sequence[np.ndarray], s1: Sequence[np.ndarray],
+                  noisy: Sequence[np.ndarray], truth: Sequence[np.ndarray],
+                  mask_s1: Sequence[np.ndarray], mask_s2: Sequence[np.ndarray],
+                  classes: Sequence[str], colors: Sequence[str]) -> Figure:
+    """One row per sample: S2 true colour, S1, noisy label, true label, S1 and S2 selection masks.
+
+    ``s2_rgb`` is (H, W, 3) in red, green, blue order (any scale: stretched here), ``s1`` is
+    (2, H, W), labels are class indices with 255 = ignore, masks are selection weights in [0, 1].
+    """
+    count = len(s2_rgb)
+    if count == 0:
+        raise ValueError("no samples given")
+    for name, arrays in (("s1", s1), ("noisy", noisy), ("truth", truth), ("mask_s1", mask_s1),
+                         ("mask_s2", mask_s2)):
+        _check_samples(name, arrays, count)
+    titles = ("S2 true colour", "S1 (VV, VH, VV-VH)", "noisy label (DW)", "true label",
+              "selection weight S1", "selection weight S2")
+    figure, axes = plt.subplots(count, 6, figsize=(15, 2.6 * count + 0.8), squeeze=False,
+                                layout="constrained")
+    mask_image = None
+    for row in range(count):
+        axes[row, 0].imshow(stretch(s2_rgb[row]))
+        axes[row, 1].imshow(s1_composite(s1[row]))
+        _show_label(axes[row, 2], noisy[row], colors)
+        _show_label(axes[row, 3], truth[row], colors)
+        for col, mask in ((4, mask_s1[row]), (5, mask_s2[row])):
+            mask_image = axes[row, col].imshow(mask, cmap=SELECTION_CMAP, vmin=0, vmax=1,
+                                               interpolation="nearest")
+    for col, title in enumerate(titles):
+        axes[0, col].set_title(title, fontsize=10)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.colorbar(mask_image, ax=axes[:, 5], shrink=0.7, label="weight")
+    _legend(figure, classes, colors)
+    return figure
+
+
+def prediction_panels(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                      predictions: Sequence[Mapping[str, np.ndarray]], classes: Sequence[str],
+                      colors: Sequence[str]) -> Figure:
+    """One row per test tile: the input, its label, then one prediction per model.
+
+    ``images`` are (H, W, 3) (true colour, or an S1 composite from ``s1_composite``);
+    ``predictions[i]`` maps a model name to its (H, W) class map for tile ``i``. Pixels whose
+    label is ignored are greyed out in the predictions too.
+    """
+    count = len(images)
+    if count == 0:
+        raise ValueError("no tiles given")
+    _check_samples("labels", labels, count)
+    _check_samples("predictions", predictions, count)
+    models = list(predictions[0])
+    if any(list(p) != models for p in predictions):
+        raise ValueError("every tile needs the same models' predictions")
+    figure, axes = plt.subplots(count, 2 + len(models), figsize=(2.6 * (2 + len(models)),
+                                                                 2.6 * count + 0.8),
+                                squeeze=False, layout="constrained")
+    for row in range(count):
+        label = np.asarray(labels[row])
+        axes[row, 0].imshow(stretch(images[row]))
+        _show_label(axes[row, 1], label, colors)
+        for col, model in enumerate(models, start=2):
+            prediction = np.where(label == IGNORE_INDEX, IGNORE_INDEX, predictions[row][model])
+            _show_label(axes[row, col], prediction, colors)
+            correct = (prediction == label)[label != IGNORE_INDEX]
+            axes[row, col].set_xlabel(f"{correct.mean() * 100:.0f}% correct" if correct.size
+                                      else "no labelled pixels", fontsize=8)
+    for col, title in enumerate(["input", "label", *models]):
+        axes[0, col].set_title(title, fontsize=10)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    _legend(figure, classes, colors)
+    return figure

@@ -1,0 +1,391 @@
+"""Tables 1-4: our transfer results (mean and std over seeds) with the published values beside them.
+
+Inputs are the ``metrics.json`` files written by ``cromss evaluate`` and the pretraining
+``log.jsonl`` files (contracts in ``docs/architecture.md``). Values are in percent. The main
+columns use the *strict* convention (a class absent from prediction and ground truth has IoU 0);
+``mIoU_ref`` uses the reference convention (IoU 1), which is the one the paper's code reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cromss.config import variant_settings
+
+METRICS = ("OA", "AA", "mIoU", "mF1")
+KEY_COLUMNS = ("input", "backbone", "weights", "s2_bands", "setting")
+PAPER_SETTING = {"frozen": "frozen", "finetuned": "fine-tuned"}
+PAPER_FUSION_NAME = {"middle": "CromSS-midF", "late": "CromSS-lateF"}
+REFERENCE_COLUMNS = ("dataset", "model", "input", "backbone", "weights", "s2_bands", "setting",
+                     *[c for m in METRICS for c in (m, f"{m}_std")], "bold_in_paper")
+RUN_KEYS = ("task", "modality", "weights", "setting", "seed", "strict", "reference")
+ABLATION_COLUMNS = ("weights", "fusion", "selection", "smoothing", "epochs", "val_loss",
+                    "kept_proportion", "label_precision", "selection_precision_s1",
+                    "selection_precision_s2", "transfer", "mIoU", "mIoU_std", "mIoU_ref",
+                    "mIoU_ref_std", "seeds")
+LOG_KEYS = ("epoch", "val_loss", "kept_proportion", "label_precision",
+            "selection_precision_s1", "selection_precision_s2")
+CONVENTION_NOTE = ("OA, AA, mIoU, mF1: strict convention (a class absent from prediction and "
+                   "ground truth counts as IoU/F1 0); mIoU_ref: reference convention (counts as "
+                   "1). Mean ± sample std over seeds; paper_*: published values (Liu et al., "
+                   "TGRS 2025).")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """Read one ``metrics.json``; raise ``ValueError`` naming the file if a key is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metrics file not found")
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    missing = [k for k in RUN_KEYS if k not in run]
+    missing += [f"{conv}.{m}" for conv in ("strict", "reference") if conv in run
+                for m in METRICS if m not in run[conv]]
+    if missing:
+        raise ValueError(f"{path}: metrics file lacks {', '.join(missing)}")
+    if run["setting"] not in PAPER_SETTING:
+        raise ValueError(f"{path}: setting {run['setting']!r} is not one of "
+                         f"{sorted(PAPER_SETTING)}")
+    return {**run, "path": str(path)}
+
+
+def load_reference(path: str | Path) -> pd.DataFrame:
+    """Read a ``paper_table*.csv`` (schema in ``shared/method.md`` §9)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: reference table not found")
+    table = pd.read_csv(path, dtype={"s2_bands": "string", "bold_in_paper": "string"})
+    missing = [c for c in REFERENCE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: reference table lacks columns {', '.join(missing)}")
+    table["s2_bands"] = table["s2_bands"].fillna("")
+    duplicated = table.duplicated(["input", "weights", "s2_bands", "setting"])
+    if duplicated.any():
+        rows = table.loc[duplicated, ["input", "weights", "s2_bands", "setting"]]
+        raise ValueError(f"{path}: duplicate rows {rows.values.tolist()}")
+    return table
+
+
+def load_log(path: str | Path) -> list[dict[str, Any]]:
+    """Read a pretraining ``log.jsonl``: one JSON object per epoch, at least one epoch."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretraining log not found")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
+    if not records:
+        raise ValueError(f"{path}: pretraining log is empty")
+    return records
+
+
+def variant_of_log(path: str | Path) -> str:
+    """The variant a log belongs to: ``results/pretrain/{variant}/log.jsonl``."""
+    return Path(path).parent.name
+
+
+# ---------------------------------------------------------------------------------------- naming
+
+def backbone_name(encoder: str) -> str:
+    """Paper-style backbone name of an smp encoder: ``resnet18`` -> ``ResNet18``."""
+    match = re.fullmatch(r"resnet(\d+)", encoder.lower())
+    return f"ResNet{match.group(1)}" if match else encoder
+
+
+def resolve_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Full settings of every variant, from the whole config, its ``pretrain`` section or the
+    ``variants`` mapping alone (then selection and smoothing count as on unless switched off)."""
+    if isinstance(settings.get("pretrain"), Mapping):
+        settings = settings["pretrain"]
+    if "variants" in settings:
+        return {name: variant_settings(dict(settings), name) for name in settings["variants"]}
+    return {name: dict(values) for name, values in settings.items()}
+
+
+def is_full_cromss(settings: Mapping[str, Any]) -> bool:
+    """Whether a variant has every CromSS component on (selection and smoothing)."""
+    return all(settings.get(part, {}).get("enabled", True) for part in ("selection", "smoothing"))
+
+
+def paper_weights_name(weights: str, variants: Mapping[str, Mapping[str, Any]]) -> str:
+    """Paper name of our weights: ``random``, ``CromSS-midF``/``-lateF`` or ``CromSS-{variant}``.
+
+    Only a variant with selection and smoothing on is named after the paper's rows, so ablated
+    encoders are never matched with published numbers.
+    """
+    if weights == "random":
+        return "random"
+    if weights not in variants:
+        raise ValueError(f"weights {weights!r} is neither 'random' nor a known pretraining variant "
+                         f"({sorted(variants)})")
+    settings = variants[weights]
+    fusion = settings.get("fusion")
+    if fusion in PAPER_FUSION_NAME and is_full_cromss(settings):
+        return PAPER_FUSION_NAME[fusion]
+    return f"CromSS-{weights}"
+
+
+# ---------------------------------------------------------------------------------- aggregation
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN for a single value)."""
+    series = pd.Series(values, dtype=float)
+    return float(series.mean()), float(series.std(ddof=1))
+
+
+def run_row(run: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
+            encoder: str | None) -> dict[str, Any]:
+    """The table keys and metric values of one run."""
+    encoder_name = run.get("encoder") or encoder
+    if not encoder_name:
+        raise ValueError(f"{run['path']}: no 'encoder' in the metrics file and none given")
+    is_s1 = run["modality"] == "s1"
+    return {
+        "input": run["modality"].upper(),
+        "backbone": backbone_name(encoder_name),
+        "weights": paper_weights_name(run["weights"], variants),
+        "s2_bands": "" if is_s1 else str(run.get("s2_bands", "")),
+        "setting": PAPER_SETTING[run["setting"]],
+        "seed": run["seed"],
+        "path": run["path"],
+        **{m: float(run["strict"][m]) for m in METRICS},
+        "mIoU_ref": float(run["reference"]["mIoU"]),
+    }
+
+
+def aggregate_runs(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Mean and std over seeds per (input, backbone, weights, s2_bands, setting)."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        raise ValueError("no metrics files given")
+    repeated = frame[frame.duplicated([*KEY_COLUMNS, "seed"], keep=False)]
+    if not repeated.empty:
+        raise ValueError(f"the same row and seed appear twice: {', '.join(repeated['path'])}")
+    records = []
+    for key, group in frame.groupby(list(KEY_COLUMNS), sort=False):
+        record = dict(zip(KEY_COLUMNS, key))
+        for metric in (*METRICS, "mIoU_ref"):
+            record[metric], record[f"{metric}_std"] = mean_std(group[metric].tolist())
+        record["seeds"] = len(group)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def attach_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Add ``paper_{metric}`` and ``paper_{metric}_std`` of the published row with the same input,
+    weights, S2 bands and setting."""
+    keys = ["input", "weights", "s2_bands", "setting"]
+    published = paper[keys + [c for m in METRICS for c in (m, f"{m}_std")]].rename(
+        columns={c: f"paper_{c}" for m in METRICS for c in (m, f"{m}_std")})
+    published = published.assign(paper_backbone=paper["backbone"])
+    return ours.merge(published, on=keys, how="left")
+
+
+def order_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Paper order: S1 before S2, random first, then weights and bands, frozen before fine-tuned."""
+    order = table.assign(_random=table["weights"] != "random",
+                         _setting=table["setting"] != "frozen")
+    order = order.sort_values(["input", "_random", "weights", "s2_bands", "_setting"],
+                              kind="stable")
+    return order.drop(columns=["_random", "_setting"]).reset_index(drop=True)
+
+
+def transfer_table(runs: Sequence[Mapping[str, Any]], reference: pd.DataFrame, task: str,
+                   variants: Mapping[str, Mapping[str, Any]], encoder: str | None = None
+                   ) -> pd.DataFrame:
+    """Table 1/2/3 of ``task``: our rows (mean, std over seeds), the published values beside."""
+    wrong = [run["path"] for run in runs if run["task"] != task]
+    if wrong:
+        raise ValueError(f"metrics of another task than {task!r}: {', '.join(wrong)}")
+    ours = aggregate_runs(run_row(run, variants, encoder) for run in runs)
+    return order_rows(attach_paper(ours, reference))
+
+
+def ablation_table(logs: Mapping[str, Sequence[Mapping[str, Any]]],
+                   variants: Mapping[str, Mapping[str, Any]],
+                   runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Table 4: per variant its components, last-epoch selection statistics and downstream mIoU.
+
+    ``runs`` are the ablation task's metrics; a ``random`` run set adds a baseline row.
+    """
+    unknown = sorted(set(logs) - set(variants))
+    if unknown:
+        raise ValueError(f"logs of variants without settings: {', '.join(unknown)}")
+    by_weights: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        if run["weights"] != "random" and run["weights"] not in logs:
+            raise ValueError(f"{run['path']}: weights {run['weights']!r} have no pretraining log")
+        by_weights.setdefault(run["weights"], []).append(run)
+    for weights, group in by_weights.items():
+        transfers = {(r["task"], r["modality"], r["setting"]) for r in group}
+        if len(transfers) > 1:
+            raise ValueError(f"weights {weights!r}: metrics of several transfers "
+                             f"{sorted(transfers)}")
+    rows = [ablation_row(name, variants[name], logs[name], by_weights.get(name, []))
+            for name in variants if name in logs]
+    if "random" in by_weights:
+        rows.insert(0, ablation_row("random", {}, [], by_weights["random"]))
+    table = pd.DataFrame(rows).reindex(columns=list(ABLATION_COLUMNS))
+    return table.astype({"epochs": "Int64", "seeds": "Int64"})
+
+
+def ablation_row(name: str, settings: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
+                 runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One row of table 4."""
+    row: dict[str, Any] = {"weights": name}
+    if log:
+        last = log[-1]
+        missing = [k for k in LOG_KEYS if k not in last]
+        if missing:
+            raise ValueError(f"variant {name!r}: last log record lacks {', '.join(missing)}")
+        row |= {
+            "fusion": settings.get("fusion", ""),
+            "selection": bool(settings.get("selection", {}).get("enabled", True)),
+            "smoothing": bool(settings.get("smoothing", {}).get("enabled", True)),
+            "epochs": int(last["epoch"]) + 1,
+            **{key: float(last[key]) for key in LOG_KEYS[1:]},
+        }
+    strict = [float(r["strict"]["mIoU"]) for r in runs]
+    reference = [float(r["reference"]["mIoU"]) for r in runs]
+    row["transfer"] = (f"{runs[0]['task']}/{runs[0]['modality']}/{runs[0]['setting']}"
+                       if runs else "")
+    row["mIoU"], row["mIoU_std"] = mean_std(strict) if runs else (math.nan, math.nan)
+    row["mIoU_ref"], row["mIoU_ref_std"] = mean_std(reference) if runs else (math.nan, math.nan)
+    row["seeds"] = len(runs)
+    return row
+
+
+# -------------------------------------------------------------------------------------- markdown
+
+TRANSFER_MD_COLUMNS = (("Input", "input"), ("Backbone", "backbone"), ("Weights", "weights"),
+                       ("S2 bands", "s2_bands"), ("Setting", "setting"), ("Seeds", "seeds"))
+TRANSFER_MD_VALUES = (*[(m, m) for m in METRICS], ("mIoU (ref.)", "mIoU_ref"),
+                      *[(f"paper {m}", f"paper_{m}") for m in METRICS])
+ABLATION_MD_COLUMNS = (("Weights", "weights"), ("Fusion", "fusion"), ("Selection", "selection"),
+                       ("Smoothing", "smoothing"), ("Transfer", "transfer"))
+ABLATION_MD_VALUES = (("kept", "kept_proportion"), ("label precision", "label_precision"),
+                      ("sel. precision S1", "selection_precision_s1"),
+                      ("sel. precision S2", "selection_precision_s2"),
+                      ("val loss", "val_loss"), ("mIoU", "mIoU"), ("mIoU (ref.)", "mIoU_ref"))
+LOWER_IS_BETTER = frozenset({"val_loss"})
+NOT_RANKED = frozenset({"kept_proportion", "label_precision"})
+"""Properties of the schedule and the data, not better or worse."""
+
+
+def format_value(mean: float, std: float | None = None, digits: int = 2) -> str:
+    """``mean ± std`` with ``digits`` decimals; empty without a mean, no ``±`` without a std."""
+    if mean is None or pd.isna(mean):
+        return ""
+    if std is None or pd.isna(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def best_index(table: pd.DataFrame, column: str, groups: Sequence[str]) -> set[int]:
+    """Row labels holding the best value of ``column`` within each group (ties all count)."""
+    if column in NOT_RANKED:
+        return set()
+    values = pd.to_numeric(table[column], errors="coerce")
+    how = "min" if column in LOWER_IS_BETTER else "max"
+    if groups:
+        best = values.groupby([table[g] for g in groups]).transform(how)
+    else:
+        best = pd.Series(getattr(values, how)(), index=values.index)
+    return set(table.index[(values == best) & values.notna()])
+
+
+def markdown_grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (cells have ``|`` escaped)."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
+
+
+def render_markdown(table: pd.DataFrame, keys: Sequence[tuple[str, str]],
+                    values: Sequence[tuple[str, str]], groups: Sequence[str], digits: int) -> str:
+    """Key columns as text, value columns as ``mean ± std``, the best per group in bold."""
+    bold = {column: best_index(table, column, groups) for _, column in values}
+    rows = []
+    for label, record in table.iterrows():
+        cells = [str(record[column]) for _, column in keys]
+        for _, column in values:
+            std = record.get(f"{column}_std")
+            text = format_value(record[column], std, digits)
+            cells.append(f"**{text}**" if text and label in bold[column] else text)
+        rows.append(cells)
+    return markdown_grid([h for h, _ in keys] + [h for h, _ in values], rows)
+
+
+def transfer_markdown(table: pd.DataFrame, title: str) -> str:
+    """Markdown of table 1/2/3; the best value per column within each input and setting in bold."""
+    body = render_markdown(table, TRANSFER_MD_COLUMNS, TRANSFER_MD_VALUES,
+                           groups=("input", "setting"), digits=2)
+    note = f"{CONVENTION_NOTE} Bold: best within the same input and setting."
+    return f"## {title}\n\n{note}\n\n{body}"
+
+
+def ablation_markdown(table: pd.DataFrame, title: str) -> str:
+    """Markdown of table 4; the best value per column in bold (the lowest validation loss)."""
+    present = table.reindex(columns=[c for _, c in ABLATION_MD_COLUMNS])
+    table = table.assign(**{c: present[c].fillna("") for c in present.columns})
+    values = [(h, c) for h, c in ABLATION_MD_VALUES if c in table.columns]
+    body = render_markdown(table, ABLATION_MD_COLUMNS, values, groups=(), digits=3)
+    note = ("Pretraining statistics at the last epoch (fractions); selection precision: share of "
+            "kept pixels whose noisy label equals the true label. mIoU: strict convention; "
+            "mIoU (ref.): reference convention. Bold: best per column (lowest val loss).")
+    return f"## {title}\n\n{note}\n\n{body}"
+
+
+# ------------------------------------------------------------------------------- DVC summaries
+
+CURVE_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "kept_proportion", "label_precision",
+                 "selection_precision_s1", "selection_precision_s2")
+
+
+def metrics_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Headline numbers, nested ``{task: {modality: {weights: {setting: {...}}}}}``: mean OA,
+    mean and std of mIoU (strict), mean mIoU_ref and the number of seeds (the tables have the rest).
+
+    ``dvc metrics show`` flattens it to one column per path, e.g. ``dw.s2.midF.frozen.mIoU``.
+    """
+    frame = pd.DataFrame([{**{k: run[k] for k in ("task", "modality", "weights", "setting")},
+                           "seed": run["seed"], "path": run["path"],
+                           **{m: float(run["strict"][m]) for m in METRICS},
+                           "mIoU_ref": float(run["reference"]["mIoU"])} for run in runs])
+    if frame.empty:
+        raise ValueError("no metrics files given")
+    keys = ["task", "modality", "weights", "setting"]
+    repeated = frame[frame.duplicated([*keys, "seed"], keep=False)]
+    if not repeated.empty:
+        raise ValueError(f"the same run and seed appear twice: {', '.join(repeated['path'])}")
+    summary: dict[str, Any] = {}
+    for key, group in frame.groupby(keys):
+        node = summary
+        for part in key:
+            node = node.setdefault(str(part), {})
+        mean, std = mean_std(group["mIoU"].tolist())
+        node |= {"OA": round(float(group["OA"].mean()), 4), "mIoU": round(mean, 4),
+                 "mIoU_std": None if math.isnan(std) else round(std, 4),
+                 "mIoU_ref": round(float(group["mIoU_ref"].mean()), 4), "seeds": len(group)}
+    return summary
+
+
+def pretrain_curves(log: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The per-epoch columns of a pretraining log that ``dvc plots`` draws (absent ones empty)."""
+    return pd.DataFrame(list(log)).reindex(columns=list(CURVE_COLUMNS))

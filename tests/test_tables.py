@@ -1,0 +1,262 @@
+"""Tables 1-4, their Markdown and the DVC summary, on hand-made metrics files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cromss.cli import main
+from cromss.report import tables
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DFC = ROOT / "reference" / "paper_table1_dfc2020.csv"
+PRETRAIN = {
+    "selection": {"enabled": True}, "smoothing": {"enabled": True},
+    "variants": {"midF": {"fusion": "middle"}, "lateF": {"fusion": "late"},
+                 "midF-nosel": {"fusion": "middle", "selection": {"enabled": False}}},
+}
+
+
+def make_run(path: Path, *, task: str = "dfc2020", modality: str = "s2", weights: str = "midF",
+             setting: str = "frozen", seed: int = 0, miou: float = 40.0, oa: float = 70.0,
+             encoder: str | None = "resnet18", class_names: tuple[str, ...] = ("a", "b"),
+             confusion: list[list[int]] | None = None) -> Path:
+    """Write a metrics.json with the given headline numbers (AA = OA - 10, mF1 = mIoU + 10)."""
+    strict = {"OA": oa, "AA": oa - 10, "mIoU": miou, "mF1": miou + 10, "IoU": [miou, miou],
+              "F1": [miou + 10] * 2}
+    run = {"task": task, "modality": modality, "weights": weights, "s2_bands": 13,
+           "setting": setting, "seed": seed, "num_classes": len(class_names),
+           "class_names": list(class_names),
+           "confusion_matrix": confusion or [[5, 1], [2, 4]], "strict": strict,
+           "reference": {**strict, "mIoU": miou + 5}}
+    if encoder:
+        run["encoder"] = encoder
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run))
+    return path
+
+
+def load(*paths: Path) -> list[dict]:
+    return [tables.load_run(p) for p in paths]
+
+
+def variants() -> dict:
+    return tables.resolve_variants(PRETRAIN)
+
+
+def test_backbone_names() -> None:
+    assert tables.backbone_name("resnet18") == "ResNet18"
+    assert tables.backbone_name("ResNet50") == "ResNet50"
+    assert tables.backbone_name("mit_b0") == "mit_b0"
+
+
+def test_paper_names_only_for_full_cromss_variants() -> None:
+    known = variants()
+    assert tables.paper_weights_name("midF", known) == "CromSS-midF"
+    assert tables.paper_weights_name("lateF", known) == "CromSS-lateF"
+    assert tables.paper_weights_name("midF-nosel", known) == "CromSS-midF-nosel"
+    assert tables.paper_weights_name("random", known) == "random"
+    with pytest.raises(ValueError, match="'moco'"):
+        tables.paper_weights_name("moco", known)
+
+
+def test_variants_resolve_from_whole_config_section_or_mapping() -> None:
+    whole = tables.resolve_variants({"data": {}, "pretrain": PRETRAIN})
+    assert whole == tables.resolve_variants(PRETRAIN)
+    assert whole["midF-nosel"]["selection"]["enabled"] is False
+    assert whole["midF"]["smoothing"]["enabled"] is True
+    bare = tables.resolve_variants(PRETRAIN["variants"])
+    assert tables.paper_weights_name("midF-nosel", bare) == "CromSS-midF-nosel"
+    assert tables.paper_weights_name("midF", bare) == "CromSS-midF"
+
+
+def test_mean_and_sample_std() -> None:
+    assert tables.mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2)))
+    mean, std = tables.mean_std([5.0])
+    assert mean == 5.0 and math.isnan(std)
+
+
+def test_transfer_table_aggregates_seeds_and_matches_paper_rows(tmp_path: Path) -> None:
+    runs = load(
+        make_run(tmp_path / "1.json", seed=0, miou=40.0, oa=70.0),
+        make_run(tmp_path / "2.json", seed=1, miou=44.0, oa=72.0),
+        make_run(tmp_path / "3.json", modality="s1", weights="random", seed=0, miou=20.0),
+        make_run(tmp_path / "4.json", weights="midF-nosel", setting="finetuned", miou=30.0),
+    )
+    table = tables.transfer_table(runs, tables.load_reference(REFERENCE_DFC), "dfc2020",
+                                  variants())
+    assert list(table["input"]) == ["S1", "S2", "S2"]
+    s1, mid, nosel = (table.iloc[i] for i in range(3))
+    assert (s1["weights"], s1["s2_bands"], s1["backbone"]) == ("random", "", "ResNet18")
+    assert s1["paper_mIoU"] == pytest.approx(28.96)  # DFC2020, S1, random, frozen
+    assert (mid["weights"], mid["s2_bands"], mid["seeds"]) == ("CromSS-midF", "13", 2)
+    assert mid["mIoU"] == pytest.approx(42.0)
+    assert mid["mIoU_std"] == pytest.approx(math.sqrt(8))
+    assert mid["OA"] == pytest.approx(71.0)
+    assert mid["AA"] == pytest.approx(61.0)
+    assert mid["mIoU_ref"] == pytest.approx(47.0)
+    assert (mid["paper_mIoU"], mid["paper_mIoU_std"]) == pytest.approx((42.52, 0.11))
+    assert mid["paper_backbone"] == "ResNet50"
+    assert nosel["setting"] == "fine-tuned"
+    assert math.isnan(nosel["paper_mIoU"])
+
+
+def test_transfer_table_rejects_bad_input(tmp_path: Path) -> None:
+    reference = tables.load_reference(REFERENCE_DFC)
+    other_task = load(make_run(tmp_path / "dw.json", task="dw"))
+    with pytest.raises(ValueError, match="dw.json"):
+        tables.transfer_table(other_task, reference, "dfc2020", variants())
+    twice = load(make_run(tmp_path / "a.json"), make_run(tmp_path / "b.json"))
+    with pytest.raises(ValueError, match="appear twice"):
+        tables.transfer_table(twice, reference, "dfc2020", variants())
+    no_encoder = load(make_run(tmp_path / "c.json", encoder=None))
+    with pytest.raises(ValueError, match="no 'encoder'"):
+        tables.transfer_table(no_encoder, reference, "dfc2020", variants())
+    table = tables.transfer_table(no_encoder, reference, "dfc2020", variants(), "resnet50")
+    assert table.loc[0, "backbone"] == "ResNet50"
+
+
+def test_load_run_names_the_file_and_the_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"task": "dw", "modality": "s1"}))
+    with pytest.raises(ValueError, match=r"metrics.json: .*lacks .*weights"):
+        tables.load_run(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        tables.load_run(path)
+    with pytest.raises(FileNotFoundError):
+        tables.load_run(tmp_path / "missing.json")
+
+
+def test_reference_tables_are_complete() -> None:
+    for path in sorted((ROOT / "reference").glob("paper_table*.csv")):
+        table = tables.load_reference(path)
+        cromss_rows = table[table["weights"].str.startswith("CromSS")]
+        assert len(cromss_rows) == 12, path  # S1 and S2 (9, 13 bands), mid/late, 2 settings
+        assert set(table["setting"]) == {"frozen", "fine-tuned"}
+
+
+def test_markdown_bolds_the_best_per_input_and_setting() -> None:
+    table = pd.DataFrame({
+        "input": ["S1", "S2", "S2"], "backbone": ["R"] * 3, "weights": ["a|b", "x", "y"],
+        "s2_bands": ["", "13", "13"], "setting": ["frozen"] * 3, "seeds": [2] * 3,
+        **{m: [10.0, 20.0, 30.0] for m in tables.METRICS},
+        **{f"{m}_std": [1.0, 0.5, float("nan")] for m in tables.METRICS},
+        "mIoU_ref": [1.0, 2.0, 3.0], "mIoU_ref_std": [0.0] * 3,
+        **{f"paper_{m}": [float("nan"), 50.0, 40.0] for m in tables.METRICS},
+        **{f"paper_{m}_std": [float("nan"), 0.1, 0.2] for m in tables.METRICS},
+    })
+    lines = tables.transfer_markdown(table, "T").splitlines()
+    rows = [line for line in lines if line.startswith("| S")]
+    assert rows[0].startswith("| S1 | R | a\\|b |  | frozen | 2 | **10.00 ± 1.00** |")
+    assert "| 20.00 ± 0.50 |" in rows[1] and "| **50.00 ± 0.10** |" in rows[1]
+    assert "| **30.00** |" in rows[2] and "| 40.00 ± 0.20 |" in rows[2]
+    assert rows[0].endswith("|  |  |  |  |")
+    assert "strict convention" in lines[2]
+
+
+def write_log(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def epoch(number: int, kept: float, val_loss: float, precision: float) -> dict:
+    return {"epoch": number, "lr": 0.005, "train_loss": 2.0, "val_loss": val_loss,
+            "kept_proportion": kept, "label_precision": 0.7,
+            "selection_precision_s1": precision, "selection_precision_s2": precision + 0.05}
+
+
+def test_ablation_table_takes_the_last_epoch_and_downstream_miou(tmp_path: Path) -> None:
+    logs = {"midF": [epoch(0, 1.0, 3.0, 0.7), epoch(1, 0.5, 2.0, 0.9)],
+            "midF-nosel": [epoch(0, 1.0, 2.5, 0.7)]}
+    runs = load(
+        make_run(tmp_path / "a.json", task="dw", weights="midF", seed=0, miou=40.0),
+        make_run(tmp_path / "b.json", task="dw", weights="midF", seed=1, miou=42.0),
+        make_run(tmp_path / "c.json", task="dw", weights="random", seed=0, miou=30.0),
+    )
+    table = tables.ablation_table(logs, variants(), runs).set_index("weights")
+    assert list(table.index) == ["random", "midF", "midF-nosel"]
+    mid = table.loc["midF"]
+    assert (mid["fusion"], mid["selection"], mid["smoothing"], mid["epochs"]) == (
+        "middle", True, True, 2)
+    assert (mid["kept_proportion"], mid["val_loss"]) == (0.5, 2.0)
+    assert mid["selection_precision_s2"] == pytest.approx(0.95)
+    assert (mid["mIoU"], mid["mIoU_std"]) == pytest.approx((41.0, math.sqrt(2)))
+    assert mid["mIoU_ref"] == pytest.approx(46.0)
+    assert mid["transfer"] == "dw/s2/frozen"
+    nosel = table.loc["midF-nosel"]
+    assert not nosel["selection"]
+    assert nosel["seeds"] == 0 and math.isnan(nosel["mIoU"])
+    assert math.isnan(table.loc["random", "val_loss"])
+    markdown = tables.ablation_markdown(table.reset_index(), "T4")
+    assert "| **41.000 ± 1.414** |" in markdown
+    assert "| **2.000** |" in markdown  # the lowest validation loss
+
+
+def test_ablation_table_rejects_inconsistent_input(tmp_path: Path) -> None:
+    logs = {"midF": [epoch(0, 1.0, 3.0, 0.7)]}
+    with pytest.raises(ValueError, match="without settings"):
+        tables.ablation_table({"other": logs["midF"]}, variants(), [])
+    stray = load(make_run(tmp_path / "x.json", weights="lateF"))
+    with pytest.raises(ValueError, match="no pretraining log"):
+        tables.ablation_table(logs, variants(), stray)
+    mixed = load(make_run(tmp_path / "y.json", weights="midF"),
+                 make_run(tmp_path / "z.json", weights="midF", setting="finetuned"))
+    with pytest.raises(ValueError, match="several transfers"):
+        tables.ablation_table(logs, variants(), mixed)
+
+
+def test_load_log_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty" / "log.jsonl"
+    empty.parent.mkdir()
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        tables.load_log(empty)
+    broken = write_log(tmp_path / "v" / "log.jsonl", [epoch(0, 1, 1, 1)])
+    broken.write_text(broken.read_text() + "{oops\n")
+    with pytest.raises(ValueError, match="log.jsonl:2"):
+        tables.load_log(broken)
+    assert tables.variant_of_log(broken) == "v"
+
+
+def test_metrics_summary_nests_by_task_modality_weights_setting(tmp_path: Path) -> None:
+    runs = load(make_run(tmp_path / "a.json", seed=0, miou=40.0),
+                make_run(tmp_path / "b.json", seed=1, miou=50.0),
+                make_run(tmp_path / "c.json", weights="random", miou=10.0))
+    summary = tables.metrics_summary(runs)
+    assert summary["dfc2020"]["s2"]["midF"]["frozen"] == {
+        "OA": 70.0, "mIoU": 45.0, "mIoU_std": round(math.sqrt(50), 4), "mIoU_ref": 50.0, "seeds": 2}
+    assert summary["dfc2020"]["s2"]["random"]["frozen"]["mIoU_std"] is None
+
+
+def test_cli_writes_csv_and_markdown_or_nothing(tmp_path: Path) -> None:
+    metrics = [make_run(tmp_path / f"m{seed}.json", seed=seed, miou=40.0 + seed)
+               for seed in range(2)]
+    out = tmp_path / "tables" / "table1.csv"
+    common = ["--reference", str(REFERENCE_DFC), "--variants", json.dumps(PRETRAIN),
+              "--out", str(out)]
+    assert main(["tables", "--task", "dfc2020", "--metrics", *map(str, metrics), *common]) == 0
+    written = pd.read_csv(out)
+    assert written.loc[0, "mIoU"] == pytest.approx(40.5)
+    assert "Table 1" in out.with_suffix(".md").read_text()
+
+    out.unlink()
+    out.with_suffix(".md").unlink()
+    assert main(["tables", "--task", "dw", "--metrics", *map(str, metrics), *common]) == 2
+    assert not out.exists() and not out.with_suffix(".md").exists()
+
+
+def test_cli_table4(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "pretrain" / "midF" / "log.jsonl", [epoch(0, 0.8, 1.5, 0.8)])
+    run = make_run(tmp_path / "m.json", task="dw", weights="midF")
+    out = tmp_path / "table4.csv"
+    assert main(["table4", "--pretrain-logs", str(log), "--variants", json.dumps(PRETRAIN),
+                 "--metrics", str(run), "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["weights"]) == ["midF"]
+    assert table.loc[0, "kept_proportion"] == pytest.approx(0.8)

@@ -24,7 +24,9 @@ def load_settings(text_or_path: str | None) -> dict[str, Any]:
     path = Path(text_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: settings file not found")
-    data = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    # YAML 1.1 reads JSON's 1e-08 as a string: parse JSON files as JSON
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: settings must be a mapping, not {type(data).__name__}")
     return data

@@ -195,6 +195,40 @@ def save_encoder(path: str | Path, model: CromssModel, modality: str,
     return path
 
 
+def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]) -> Path:
+    """Write a whole pretrained model (both branches, decoder, head) and its settings atomically."""
+    path = Path(path)
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "settings": json.loads(json.dumps(settings))}, tmp)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
+    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or not {"state_dict", "settings"} <= set(payload):
+        raise ValueError(f"{path}: not a pretrained model (expected keys 'state_dict', 'settings')")
+    model = build_model(payload["settings"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not match the settings' model: {err}") from err
+    return model, payload["settings"]
+
+
+def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Path:
+    """Write one modality's encoder of a saved pretrained model, with its model card."""
+    model, settings = load_model(model_path)
+    if modality not in model.modalities:
+        raise ValueError(f"{model_path}: the {settings.get('fusion')} model has no {modality} "
+                         f"encoder")
+    return save_encoder(out, model, modality, settings)
+
+
 def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(state_dict, card) of an encoder file, loaded with ``weights_only=True``."""
     path = Path(path)

@@ -1,9 +1,96 @@
-"""Command-line sub-commands of this stage (filled in by the stage)."""
+"""Command-line sub-commands of the training stage: ``pretrain``, ``finetune``, ``evaluate``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def _threads(value: int | None) -> None:
+    """Use the job's threads for torch (Snakemake passes ``{threads}``)."""
+    import torch
+
+    if value:
+        torch.set_num_threads(value)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from cromss.config import load_settings
+    from cromss.training.pretrain import pretrain
+
+    _threads(args.threads)
+    pretrain(args.store, load_settings(args.settings), args.out)
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from cromss.config import load_settings
+    from cromss.training.finetune import finetune
+
+    _threads(args.threads)
+    finetune(task=args.task, modality=args.modality, encoder=args.encoder, setting=args.setting,
+             seed=args.seed, train=args.train, settings=load_settings(args.settings),
+             out=args.out, weights_name=args.weights_name)
+    if args.test:
+        from cromss.training.finetune import evaluate
+
+        evaluate(args.out / "model.pt", args.test, args.metrics or args.out / "metrics.json")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cromss.training.finetune import evaluate
+
+    _threads(args.threads)
+    evaluate(args.model, args.test, args.out)
+    return 0
+
+
+def _export_encoder(args: argparse.Namespace) -> int:
+    from cromss.models import export_encoder
+
+    export_encoder(args.model, args.modality, args.out)
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands."""
+    from cromss.constants import TASKS
+
+    p = subparsers.add_parser("pretrain", help="pretrain one CromSS variant on a store")
+    p.add_argument("--store", type=Path, required=True, help="pretraining Zarr store")
+    p.add_argument("--settings", required=True, help="variant settings (JSON or file)")
+    p.add_argument("--out", type=Path, required=True, help="output directory of the variant")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=_pretrain)
+
+    p = subparsers.add_parser("export-encoder", help="one modality's encoder of a pretrained "
+                              "model, with its model card, for transfer")
+    p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss pretrain`")
+    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--out", type=Path, required=True, help="encoder file to write")
+    p.set_defaults(func=_export_encoder)
+
+    p = subparsers.add_parser("finetune", help="transfer an encoder to a downstream task")
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
+    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--encoder", required=True, help="encoder file or 'random'")
+    p.add_argument("--setting", choices=("frozen", "finetuned"), required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--train", type=Path, required=True, help="training Zarr store of the task")
+    p.add_argument("--settings", required=True, help="finetune settings (JSON or file)")
+    p.add_argument("--out", type=Path, required=True, help="writes OUT/model.pt, OUT/log.jsonl")
+    p.add_argument("--weights-name", help="name of the encoder weights in the outputs "
+                   "(default: the card's variant, 'random', 'released' or the file name)")
+    p.add_argument("--test", type=Path, help="also evaluate on this test store (saves a process "
+                   "start; same result as `cromss evaluate`)")
+    p.add_argument("--metrics", type=Path, help="metrics file of --test (default OUT/metrics.json)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=_finetune)
+
+    p = subparsers.add_parser("evaluate", help="score a fine-tuned model on a test store")
+    p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss finetune`")
+    p.add_argument("--test", type=Path, required=True, help="test Zarr store of the task")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON file")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=_evaluate)

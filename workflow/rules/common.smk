@@ -47,9 +47,11 @@ def pretrain_settings(variant):
 
 
 def finetune_settings():
-    """The fine-tuning settings a job reads: the matrix lists are not among them."""
+    """The fine-tuning settings a job reads (not the matrix lists), with the encoder architecture
+    of the random-init baseline."""
     matrix = {"tasks", "modalities", "weights", "settings", "seeds", "ablation"}
-    return {k: v for k, v in FT.items() if k not in matrix}
+    settings = {k: v for k, v in FT.items() if k not in matrix}
+    return {**settings, "encoder": config["pretrain"]["encoder"]}
 
 
 def encoder_file(weights, modality):

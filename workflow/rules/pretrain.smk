@@ -23,8 +23,8 @@ rule pretrain:
     benchmark:
         f"{BENCH}/pretrain/{{variant}}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} pretrain --store {input}"
-        " --settings {params.settings:q} --out {params.workdir} > {log} 2>&1"
+        "{params.launcher} pretrain --store {input} --settings {params.settings:q}"
+        " --threads {threads} --out {params.workdir} > {log} 2>&1"
 
 
 rule encoder:

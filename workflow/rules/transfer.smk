@@ -24,9 +24,10 @@ rule finetune:
     benchmark:
         f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} cromss finetune --task {wildcards.task} --modality {wildcards.modality}"
+        "cromss finetune --task {wildcards.task} --modality {wildcards.modality}"
         " --encoder {params.encoder} --setting {wildcards.setting} --seed {wildcards.seed}"
-        " --train {input.train} --settings {params.settings:q} --out {params.workdir} > {log} 2>&1"
+        " --train {input.train} --settings {params.settings:q} --threads {threads}"
+        " --out {params.workdir} > {log} 2>&1"
 
 
 rule evaluate:
@@ -47,5 +48,5 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} cromss evaluate --model {input.model} --test {input.test}"
+        "cromss evaluate --model {input.model} --test {input.test} --threads {threads}"
         " --out {output} > {log} 2>&1"

@@ -1,0 +1,172 @@
+"""Datasets over the stores: normalisation, joint transforms, seeded items, worker-safe reads."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from cromss.constants import DW_CLASSES, DW_COLORS, IGNORE_INDEX, S2_MEAN, S2_STD
+from cromss.data.store import StoreWriter, make_batch, store_attrs
+from cromss.training import datasets
+
+
+def write_store(path: Path, *, samples: int = 6, seasons: int = 4, size: int = 32,
+                classes: int = 9, noise: float = 0.2, truth: bool = True, seed: int = 0,
+                names: tuple[str, ...] = DW_CLASSES, colors: tuple[str, ...] = DW_COLORS) -> Path:
+    """A tiny store whose images encode the true class (so a model can learn), with noisy labels.
+
+    The true map is a pattern of 8x8 blocks; S1 and S2 are class-dependent levels plus noise; the
+    label flips a share ``noise`` of the pixels to a random class and marks a corner ignored.
+    """
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(classes, size=(samples, 1, size // 8, size // 8))
+    true = np.repeat(np.repeat(blocks, 8, axis=2), 8, axis=3).repeat(seasons, axis=1)
+    level = true[:, :, None].astype(np.float32)
+    s1 = -25 + 2.0 * level + rng.normal(0, 0.5, (samples, seasons, 2, size, size))
+    s2 = 300 + 250 * level + rng.normal(0, 40, (samples, seasons, 13, size, size))
+    flip = rng.random(true.shape) < noise
+    label = np.where(flip, rng.integers(classes, size=true.shape), true).astype(np.uint8)
+    label[..., :2, :2] = IGNORE_INDEX
+    times = np.datetime64("2020-01-01") + np.arange(seasons) * np.timedelta64(90, "D")
+    batch = make_batch(
+        s1=s1, s2=np.clip(s2, 0, 10000), label=label, truth=true if truth else None,
+        sample_id=[f"{i:07d}" for i in range(samples)], crs=[32632] * samples,
+        transform=np.tile([10.0, 0, 500000, 0, -10.0, 5000000], (samples, 1)),
+        time=np.tile(times, (samples, 1)))
+    attrs = store_attrs(dataset="test", split="train", classes=names[:classes],
+                        colors=colors[:classes], label_remap={}, source="test helper")
+    with StoreWriter(path, attrs) as writer:
+        writer.append(batch)
+    return path
+
+
+PRETRAIN_SETTINGS = {"crop": 16, "s2_bands": 9, "flip_p": 0.5, "rotate_p": 0.2, "seed": 3,
+                     "smoothing": {"enabled": True, "prior": "spatial_temporal", "sigma": 3.0,
+                                   "alpha": 0.15, "beta": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return write_store(tmp_path_factory.mktemp("ds") / "nol.zarr")
+
+
+def test_normalise_clips_to_two_std_and_scales_to_unit_range():
+    image = np.array([[[-1e9, 0.0, 10.0, 1e9]]], dtype=np.float32)  # mean 0, std 5 -> [-10, 10]
+    np.testing.assert_allclose(datasets.normalise(image, [0.0], [5.0])[0, 0], [0, 0.5, 1, 1])
+
+
+def test_s2_input_selects_the_nine_bands_with_their_statistics():
+    raw = np.broadcast_to(np.asarray(S2_MEAN, np.float32)[:, None, None], (13, 2, 2)).copy()
+    raw[11] = S2_MEAN[11] + 2 * S2_STD[11]  # B11 at its upper bound
+    image = datasets.model_input(raw, "s2", 9)
+    assert image.shape == (9, 2, 2)
+    np.testing.assert_allclose(image[:7], 0.5, atol=1e-6)
+    np.testing.assert_allclose(image[7], 1.0, atol=1e-6)  # 8th of the 9 bands is B11
+    card = datasets.normalisation_card("s2", 9)
+    assert card["bands"] == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
+    with pytest.raises(ValueError, match="13 or 9"):
+        datasets.model_input(raw, "s2", 10)
+
+
+def test_transform_moves_images_labels_and_priors_together():
+    array = np.arange(2 * 6 * 6).reshape(2, 6, 6)
+    t = datasets.Transform(top=1, left=2, size=4, flip_y=True, flip_x=False, rot90=1)
+    expected = np.rot90(array[:, 1:5, 2:6][:, ::-1, :], 1, axes=(1, 2))
+    np.testing.assert_array_equal(t(array), expected)
+    np.testing.assert_array_equal(t(array[0]), expected[0])
+
+
+def test_random_transform_rates_follow_the_probabilities():
+    rng = np.random.default_rng(0)
+    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(4000)]
+    assert abs(np.mean([d.flip_x for d in draws]) - 0.5) < 0.03
+    assert abs(np.mean([d.rot90 > 0 for d in draws]) - 0.2) < 0.03
+    assert {d.rot90 for d in draws} == {0, 1, 2, 3}
+    assert max(d.top for d in draws) == 12 and min(d.left for d in draws) == 0
+    with pytest.raises(ValueError, match="larger"):
+        datasets.random_transform(rng, 6, 6, 8, 0.5, 0.2)
+
+
+def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
+    ds.set_epoch(2)
+    first, again = ds[1], ds[1]
+    for key in first:
+        assert torch.equal(first[key], again[key])
+    assert first["s1"].shape == (2, 16, 16) and first["s2"].shape == (9, 16, 16)
+    assert first["soft"].shape == (9, 16, 16) and first["label"].dtype == torch.int64
+    ds.set_epoch(3)
+    assert not torch.equal(ds[1]["s2"], first["s2"])
+    # recompute the item by hand: same generator, prior on the full 32x32 maps, then the transform
+    rng = np.random.default_rng((3, 3, 1))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 0.2)
+    from cromss.data.store import open_arrays
+    group = open_arrays(store)
+    soft_full = datasets.smoothed_targets(np.asarray(group["label"][1]), season, 9,
+                                          PRETRAIN_SETTINGS["smoothing"])
+    item = ds[1]
+    np.testing.assert_allclose(item["soft"].numpy(), t(soft_full), atol=1e-6)
+    np.testing.assert_array_equal(item["label"].numpy(), t(np.asarray(group["label"][1, season])))
+    np.testing.assert_array_equal(item["truth"].numpy(), t(np.asarray(group["truth"][1, season])))
+    torch.testing.assert_close(item["soft"].sum(0), torch.ones(16, 16))
+
+
+def test_validation_items_use_hard_labels_and_a_centre_crop(store):
+    ds = datasets.PretrainDataset(store, [0, 1], PRETRAIN_SETTINGS, train=False)
+    item = ds[0]
+    assert item["s1"].shape == (2, 32, 32)
+    label = item["label"]
+    expected = torch.nn.functional.one_hot(label.clamp(max=8), 9).permute(2, 0, 1).float()
+    expected[:, label == IGNORE_INDEX] = 0
+    assert torch.equal(item["soft"], expected)
+    ds.set_epoch(5)
+    assert torch.equal(ds[0]["s2"], item["s2"])
+
+
+def test_smoothing_off_gives_one_hot_targets(store):
+    settings = {**PRETRAIN_SETTINGS, "smoothing": {"enabled": False}}
+    item = datasets.PretrainDataset(store, [0], settings)[0]
+    assert set(item["soft"].unique().tolist()) == {0.0, 1.0}
+
+
+def test_spatial_and_temporal_priors_are_normalised_and_differ():
+    labels = np.zeros((4, 16, 16), dtype=np.uint8)
+    labels[0, :, 8:] = 1
+    spatial = datasets.label_prior(labels, 0, 3, "spatial")
+    temporal = datasets.label_prior(labels, 0, 3, "temporal")
+    both = datasets.label_prior(labels, 0, 3, "spatial_temporal")
+    np.testing.assert_allclose(both, (spatial + temporal) / 2, atol=1e-6)
+    np.testing.assert_allclose(spatial.sum(0), 1, atol=1e-6)
+    assert spatial[1, 0, 15] > 0.9 and temporal[1, 0, 15] < 0.3
+    with pytest.raises(ValueError, match="prior"):
+        datasets.label_prior(labels, 0, 3, "seasonal")
+
+
+def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):
+    ds = datasets.SegmentationDataset(store, modality="s1", crop=16, seed=1)
+    _ = ds[0]
+    assert ds._group is not None
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._group is None
+    assert torch.equal(clone[2]["image"], ds[2]["image"])
+    in_workers = next(iter(DataLoader(ds, batch_size=6, num_workers=2)))
+    in_process = next(iter(DataLoader(ds, batch_size=6, num_workers=0)))
+    assert torch.equal(in_workers["image"], in_process["image"])
+
+
+def test_segmentation_dataset_whole_tile_for_evaluation(store):
+    ds = datasets.SegmentationDataset(store, modality="s2", s2_bands=13)
+    item = ds[0]
+    assert item["image"].shape == (13, 32, 32) and item["label"].shape == (32, 32)
+    s1 = datasets.SegmentationDataset(store, modality="s1")[0]["image"]
+    assert float(s1.min()) >= 0 and float(s1.max()) <= 1
+    with pytest.raises(ValueError, match="modality"):
+        datasets.SegmentationDataset(store, modality="s3")
+    with pytest.raises(FileNotFoundError, match="no such Zarr store"):
+        datasets.SegmentationDataset(store.parent / "missing.zarr", modality="s1")

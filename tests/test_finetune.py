@@ -173,3 +173,12 @@ def test_cli_finetune_random_encoder_with_evaluation(tmp_path, stores):
     assert json.loads((tmp_path / "again.json").read_text()) == metrics
     settings = {k: v for k, v in SETTINGS.items() if k != "encoder"}
     assert main([*args[:-4], "--settings", json.dumps(settings), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_crop_off_the_decoders_stride_is_refused_before_training(tmp_path, stores):
+    # PSPNet's ResNet encoder has stride 8: 36 is no multiple, 32 is
+    with pytest.raises(ValueError, match="crop 36 of task dfc2020 must be a multiple of 8"):
+        finetune.finetune(task="dfc2020", modality="s1", encoder="random", setting="frozen",
+                          seed=0, train=stores[0], settings={**SETTINGS, "crop": {"dfc2020": 36}},
+                          out=tmp_path / "run")
+    assert not (tmp_path / "run" / "model.pt").exists()

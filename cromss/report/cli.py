@@ -9,7 +9,7 @@ from pathlib import Path
 from cromss.atomic import atomic_path
 from cromss.config import load_settings
 
-FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion")
+FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion", "samples", "predictions")
 TABLE_TITLES = {"dfc2020": "Table 1: DFC2020 (PSPNet)", "dw": "Table 2: SSL4EO-S12@DW (DeepLabv3+)",
                 "osm": "Table 3: SSL4EO-S12@OSM (FPN)"}
 
@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     figure.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG")
     figure.add_argument("--metrics", nargs="*", default=[], type=Path, metavar="FILE")
     figure.add_argument("--setting", default="finetuned", choices=("frozen", "finetuned"))
+    figure.add_argument("--model", nargs="*", default=[], metavar="[NAME=]PATH",
+                        help="samples: a pretrained model.pt; predictions: NAME=model.pt each")
+    figure.add_argument("--store", type=Path, help="the store the models run on")
+    figure.add_argument("--count", type=int, default=4, help="samples or tiles shown")
     figure.add_argument("--out", required=True, type=Path)
     figure.set_defaults(func=run_figure)
 
@@ -101,6 +105,17 @@ def run_figure(args: argparse.Namespace) -> None:
         logs = _logs(args.pretrain_logs)
         figure = (figures.pretrain_curves(logs) if args.name == "pretrain-curves"
                   else figures.selection_curves(logs))
+    elif args.name in ("samples", "predictions"):
+        from cromss.report import inference
+
+        if not args.model or args.store is None:
+            raise ValueError(f"figure {args.name} needs --model and --store")
+        if args.name == "samples":
+            figure = inference.selection_examples(args.model[0], args.store, args.count)
+        else:
+            named = dict(spec.split("=", 1) if "=" in spec else (Path(spec).parent.name, spec)
+                         for spec in args.model)
+            figure = inference.prediction_examples(named, args.store, args.count)
     else:
         if not args.metrics:
             raise ValueError(f"figure {args.name} needs --metrics")

@@ -188,6 +188,9 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         raise ValueError(f"{train}: {dataset.num_classes} classes, task {task} has {expected}")
     torch.manual_seed(seed)
     model = build_downstream(task, source.name, source.in_channels)
+    if int(crop) % model.encoder.output_stride:
+        raise ValueError(f"settings: crop {crop} of task {task} must be a multiple of "
+                         f"{model.encoder.output_stride}, the {TASKS[task][3]} encoder's stride")
     if source.state_dict is not None:
         models.load_encoder_state(model.encoder, source.state_dict, encoder)
     if setting == "frozen":
@@ -284,8 +287,8 @@ def predict(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(pad_to_multiple(image)).argmax(1)[:, :height, :width]
 
 
-def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> dict[str, Any]:
-    """Confusion matrix over the whole test store and the scores, written to ``out`` as JSON."""
+def load_downstream(model_path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, card) of a file written by ``cromss finetune``."""
     payload = checkpoint.load(model_path)
     if "card" not in payload or "task" not in payload["card"]:
         raise ValueError(f"{model_path}: not a model written by `cromss finetune` (no card)")
@@ -295,7 +298,12 @@ def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> di
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
         raise ValueError(f"{model_path}: weights do not match the card's model: {err}") from err
-    model.eval()
+    return model.eval(), card
+
+
+def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> dict[str, Any]:
+    """Confusion matrix over the whole test store and the scores, written to ``out`` as JSON."""
+    model, card = load_downstream(model_path)
     dataset = SegmentationDataset(test, modality=card["modality"], s2_bands=card["s2_bands"] or 13)
     if dataset.num_classes != card["num_classes"]:
         raise ValueError(f"{test}: {dataset.num_classes} classes, the model has "

@@ -93,6 +93,12 @@ def ablation_runs():
     return runs([a["task"]], [a["modality"]], VARIANTS, [a["setting"]], FT["seeds"])
 
 
+def prediction_runs(task):
+    """One run per weights (last modality and setting, first seed) for the predictions figure."""
+    modality, setting, seed = FT["modalities"][-1], FT["settings"][-1], FT["seeds"][0]
+    return runs([task], [modality], FT["weights"], [setting], [seed])
+
+
 def table(number):
     """Path of one result table."""
     return f"{RESULTS}/tables/table{number}.csv"
@@ -128,9 +134,13 @@ TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 
 TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]
+# The samples figure shows the selection of the first two-modality variant.
+SELECTION_VARIANT = next(v for v in VARIANTS if len(variant_modalities(v)) == 2)
 FIGURES = [
     f"{RESULTS}/figures/pretrain_curves.png",
     f"{RESULTS}/figures/selection.png",
-    *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"] for name in ("class_iou", "confusion")],
+    f"{RESULTS}/figures/samples.png",
+    *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
+      for name in ("class_iou", "confusion", "predictions")],
     f"{RESULTS}/metrics/summary.json",
 ]

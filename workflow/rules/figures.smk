@@ -68,3 +68,51 @@ rule metrics_summary:
     shell:
         "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
         " --summary {output.summary} --curves-dir {output.curves} > {log} 2>&1"
+
+
+rule samples_figure:
+    input:
+        model=f"{RESULTS}/pretrain/{SELECTION_VARIANT}/model.pt",
+        store=store("nol"),
+    output:
+        report(f"{RESULTS}/figures/samples.png", category="Pretraining",
+               caption="../report/samples.rst"),
+    params:
+        shown=config.get("report", {}).get("samples", 4),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figures/samples.log",
+    benchmark:
+        f"{BENCH}/figures/samples.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "cromss figure samples --model {input.model} --store {input.store} --count {params.shown}"
+        " --out {output} > {log} 2>&1"
+
+
+rule predictions_figure:
+    input:
+        models=lambda w: [f"{FT_DIR}/model.pt".format(**r) for r in prediction_runs(w.task)],
+        test=lambda w: store(f"{w.task}_test"),
+    output:
+        report(f"{RESULTS}/figures/{{task}}_predictions.png", category="Transfer",
+               subcategory="{task}", caption="../report/predictions.rst"),
+    params:
+        models=lambda w, input: [f"{r['weights']}={path}"
+                                 for r, path in zip(prediction_runs(w.task), input.models)],
+        shown=config.get("report", {}).get("samples", 4),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figures/{{task}}_predictions.log",
+    benchmark:
+        f"{BENCH}/figures/{{task}}_predictions.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "cromss figure predictions --model {params.models} --store {input.test}"
+        " --count {params.shown} --out {output} > {log} 2>&1"

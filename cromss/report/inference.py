@@ -1,0 +1,83 @@
+"""Figures that need a model run: selection masks of pretraining samples, test-tile predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from cromss import models
+from cromss.constants import DW_CLASSES, DW_COLORS, TASKS
+from cromss.data.store import open_arrays
+from cromss.losses import selection_weights
+from cromss.report import figures
+from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset, model_input
+from cromss.training.finetune import load_downstream, predict
+
+S2_TRUE_COLOUR = (3, 2, 1)  # B4, B3, B2 among the 13 stored L1C bands
+
+
+def _centre(array: np.ndarray) -> np.ndarray:
+    """The centre crop of the last two axes at the largest multiple of the encoder's stride."""
+    height, width = array.shape[-2:]
+    size = min(height, width) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    top, left = (height - size) // 2, (width - size) // 2
+    return array[..., top:top + size, left:left + size]
+
+
+@torch.no_grad()
+def selection_examples(model_path: str | Path, store: str | Path, count: int) -> Figure:
+    """S2, S1, noisy and true labels and both modalities' label-selection weights (Wl) of the
+    first ``count`` pretraining samples (season i % 4), as the model selects at its last epoch."""
+    model, settings = models.load_model(model_path)
+    if model.modalities != ("s1", "s2"):
+        raise ValueError(f"{model_path}: selection needs a two-modality model")
+    group = open_arrays(store)
+    if "truth" not in group:
+        raise ValueError(f"{store}: no true labels to compare the selection with")
+    count = min(count, group["label"].shape[0])
+    seasons = [i % group["label"].shape[1] for i in range(count)]
+    s1 = np.stack([_centre(np.asarray(group["s1"][i, t])) for i, t in enumerate(seasons)])
+    s2 = np.stack([_centre(np.asarray(group["s2"][i, t])) for i, t in enumerate(seasons)])
+    noisy = np.stack([_centre(np.asarray(group["label"][i, t])) for i, t in enumerate(seasons)])
+    truth = np.stack([_centre(np.asarray(group["truth"][i, t])) for i, t in enumerate(seasons)])
+    s2_bands = int(settings.get("s2_bands", 13))
+    inputs_s1 = torch.from_numpy(np.stack([model_input(x, "s1", 2) for x in s1]))
+    inputs_s2 = torch.from_numpy(np.stack([model_input(x, "s2", s2_bands) for x in s2]))
+    model.eval()
+    logits_s1, logits_s2 = model(inputs_s1, inputs_s2)
+    weights = selection_weights(logits_s1, logits_s2, torch.from_numpy(noisy).long(),
+                                settings["epochs"] - 1, settings)
+    return figures.sample_panels(
+        [x[list(S2_TRUE_COLOUR)].transpose(1, 2, 0) for x in s2], list(s1), list(noisy),
+        list(truth), list(weights.label_1.numpy()), list(weights.label_2.numpy()),
+        DW_CLASSES, DW_COLORS)
+
+
+@torch.no_grad()
+def prediction_examples(model_paths: Mapping[str, str | Path], test: str | Path,
+                        count: int) -> Figure:
+    """The first ``count`` test tiles with each named fine-tuned model's prediction."""
+    loaded = {name: load_downstream(Path(path)) for name, path in model_paths.items()}
+    cards = [card for _, card in loaded.values()]
+    if len({(c["task"], c["modality"]) for c in cards}) != 1:
+        raise ValueError("prediction figure: all models must share one task and modality")
+    task, modality = cards[0]["task"], cards[0]["modality"]
+    raw = open_arrays(test)[modality]
+    count = min(count, raw.shape[0])
+    images, labels, predictions = [], [], [{} for _ in range(count)]
+    for name, (model, card) in loaded.items():
+        dataset = SegmentationDataset(test, modality=modality, s2_bands=card["s2_bands"] or 13)
+        for i in range(count):
+            item = dataset[i]
+            predictions[i][name] = predict(model, item["image"][None])[0].numpy()
+    for i in range(count):
+        labels.append(np.asarray(open_arrays(test)["label"][i, 0]))
+        tile = np.asarray(raw[i, 0])
+        images.append(tile[list(S2_TRUE_COLOUR)].transpose(1, 2, 0) if modality == "s2"
+                      else figures.s1_composite(tile))
+    _, classes, colors, _ = TASKS[task]
+    return figures.prediction_panels(images, labels, predictions, classes, colors)

@@ -68,6 +68,21 @@ def s2_band_indices(num_bands: int) -> tuple[int, ...]:
     raise ValueError(f"S2 inputs have 13 or 9 bands, not {num_bands}")
 
 
+NORMALISATION_RULE = "clip each band to [mean - 2 std, mean + 2 std], then scale linearly to [0, 1]"
+
+
+def input_normalisation(modality: str, s2_bands: int = 13) -> dict[str, list]:
+    """Band names, means and stds of one modality's model input, and the rule applying them."""
+    if modality == "s1":
+        bands, mean, std = S1_BANDS, S1_MEAN, S1_STD
+    elif modality == "s2":
+        idx = s2_band_indices(s2_bands)
+        bands, mean, std = ([seq[i] for i in idx] for seq in (S2_BANDS, S2_MEAN, S2_STD))
+    else:
+        raise ValueError(f"modality must be s1 or s2, not {modality!r}")
+    return {"bands": list(bands), "mean": list(mean), "std": list(std), "rule": NORMALISATION_RULE}
+
+
 TASKS = {
     # task -> (store prefix, classes, colours, downstream decoder)
     "dfc2020": ("dfc2020", DFC_CLASSES, DFC_COLORS, "PSPNet"),

@@ -25,14 +25,12 @@ from torch import Tensor, nn
 
 import cromss
 from cromss.atomic import atomic_path
-from cromss.constants import (DW_CLASSES, S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD,
-                              s2_band_indices)
+from cromss.constants import DW_CLASSES, S1_BANDS, input_normalisation, s2_band_indices
 
 FUSIONS = ("single_s1", "single_s2", "middle", "late")
 MODALITIES = ("s1", "s2")
 ENCODER_DEPTH = 5
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
-NORMALISATION_RULE = "clip each band to [mean - 2 std, mean + 2 std], then scale linearly to [0, 1]"
 
 
 def build_unet(encoder: str, in_channels: int, classes: int,
@@ -148,28 +146,19 @@ def build_model(settings: Mapping[str, Any]) -> CromssModel:
     return SingleModalModel(modality, build_unet(encoder, in_channels, classes, decoder_channels))
 
 
-def input_bands(modality: str, s2_bands: int = 13) -> tuple[tuple[str, ...], list[float],
-                                                            list[float]]:
-    """Band names, means and standard deviations of one modality's model input."""
-    if modality == "s1":
-        return S1_BANDS, list(S1_MEAN), list(S1_STD)
-    if modality == "s2":
-        indices = s2_band_indices(s2_bands)
-        return (tuple(S2_BANDS[i] for i in indices), [S2_MEAN[i] for i in indices],
-                [S2_STD[i] for i in indices])
-    raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
-
-
 def model_card(settings: Mapping[str, Any], modality: str) -> dict[str, Any]:
     """What a transferred encoder needs to be used right: inputs, normalisation, classes, origin."""
-    bands, mean, std = input_bands(modality, int(settings.get("s2_bands", 13)))
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
+    normalisation = input_normalisation(modality, int(settings.get("s2_bands", 13)))
+    bands = normalisation.pop("bands")
     classes = int(settings.get("num_classes", len(DW_CLASSES)))
     return {
         "encoder": str(settings.get("encoder", "resnet50")),
         "modality": modality,
         "in_channels": len(bands),
         "bands": list(bands),
-        "normalisation": {"mean": mean, "std": std, "rule": NORMALISATION_RULE},
+        "normalisation": normalisation,
         "classes": list(DW_CLASSES[:classes]),
         "variant": settings.get("name"),
         "fusion": settings.get("fusion"),

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cromss.constants import DW_CLASSES, DW_COLORS, IGNORE_INDEX, S2_MEAN, S2_STD
+from cromss.constants import (DW_CLASSES, DW_COLORS, IGNORE_INDEX, S2_MEAN, S2_STD,
+                              input_normalisation)
 from cromss.data.store import StoreWriter, make_batch, store_attrs
 from cromss.training import datasets
 
@@ -67,7 +68,7 @@ def test_s2_input_selects_the_nine_bands_with_their_statistics():
     assert image.shape == (9, 2, 2)
     np.testing.assert_allclose(image[:7], 0.5, atol=1e-6)
     np.testing.assert_allclose(image[7], 1.0, atol=1e-6)  # 8th of the 9 bands is B11
-    card = datasets.normalisation_card("s2", 9)
+    card = input_normalisation("s2", 9)
     assert card["bands"] == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
     with pytest.raises(ValueError, match="13 or 9"):
         datasets.model_input(raw, "s2", 10)

@@ -29,7 +29,7 @@ import zarr
 
 from cromss import __version__
 from cromss.atomic import atomic_path
-from cromss.constants import IGNORE_INDEX, S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD
+from cromss.constants import IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD
 
 IMAGE_VARS = ("s1", "s2")
 PIXEL_VARS = ("s1", "s2", "s1_nodata", "label", "truth")
@@ -52,7 +52,7 @@ def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Seq
         "s1_std": list(S1_STD),
         "s2_mean": list(S2_MEAN),
         "s2_std": list(S2_STD),
-        "normalisation": "clip to mean +- 2 std per band, scale to [0, 1]",
+        "normalisation": NORMALISATION_RULE,
         "source": source,
         "cromss_version": __version__,
         **extra,

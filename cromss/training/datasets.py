@@ -19,8 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cromss import smoothing
-from cromss.constants import (S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD,
-                              s2_band_indices)
+from cromss.constants import input_normalisation, s2_band_indices
 from cromss.data.store import open_arrays
 
 MODALITIES = ("s1", "s2")
@@ -37,22 +36,9 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
         np.float32)
 
 
-def normalisation_card(modality: str, num_bands: int) -> dict[str, Any]:
-    """Band names, means and stds of one modality's model input, as recorded in model cards."""
-    if modality == "s1":
-        bands, mean, std = S1_BANDS, S1_MEAN, S1_STD
-    elif modality == "s2":
-        idx = s2_band_indices(num_bands)
-        bands, mean, std = ([seq[i] for i in idx] for seq in (S2_BANDS, S2_MEAN, S2_STD))
-    else:
-        raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
-    return {"bands": list(bands), "mean": list(mean), "std": list(std),
-            "rule": "clip to mean +- 2 std per band, scale to [0, 1]"}
-
-
 def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
     """Stored bands of one modality (band, y, x) -> the normalised model input."""
-    norm = normalisation_card(modality, num_bands)
+    norm = input_normalisation(modality, num_bands)
     if modality == "s2":
         raw = raw[list(s2_band_indices(num_bands))]
     return normalise(raw, norm["mean"], norm["std"])

@@ -32,9 +32,9 @@ from tqdm import tqdm
 from cromss import __version__, models
 from cromss.atomic import atomic_path
 from cromss.cli import CromssError
-from cromss.constants import IGNORE_INDEX, TASKS
+from cromss.constants import IGNORE_INDEX, TASKS, input_normalisation
 from cromss.training import checkpoint, distributed, metrics
-from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset, normalisation_card
+from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         "task": task, "arch": TASKS[task][3], "encoder": source.name, "modality": modality,
         "in_channels": source.in_channels,
         "s2_bands": source.in_channels if modality == "s2" else None,
-        "normalisation": normalisation_card(modality, source.in_channels),
+        "normalisation": input_normalisation(modality, source.in_channels),
         "classes": list(TASKS[task][1]), "num_classes": len(TASKS[task][1]),
         "weights": weights_name or source.weights, "encoder_file": encoder,
         "encoder_card": source.card, "setting": setting, "frozen_batchnorm": frozen_bn,

@@ -12,6 +12,7 @@ rule pretrain:
         launcher=launcher,
         workdir=lambda w: f"{RESULTS}/pretrain/{w.variant}",
     threads: 2
+    priority: 10  # the longest path of the DAG: start it first
     resources:
         mem_mb=16000,
         runtime=48 * 60,

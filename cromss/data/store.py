@@ -29,7 +29,8 @@ import zarr
 
 from cromss import __version__
 from cromss.atomic import atomic_path
-from cromss.constants import IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD, S2_BANDS, S2_MEAN, S2_STD
+from cromss.constants import (IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD,
+                              S2_BANDS, S2_MEAN, S2_STD)
 
 IMAGE_VARS = ("s1", "s2")
 PIXEL_VARS = ("s1", "s2", "s1_nodata", "label", "truth")

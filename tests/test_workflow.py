@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_dvc import run as run_dvc_test_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -19,9 +20,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def copy_workflow(dest: Path) -> Path:
     """A fresh working copy of the workflow (everything a run reads, nothing it wrote)."""
-    for name in ("Snakefile", "workflow", "config", "reference"):
+    for name in ("Snakefile", "workflow", "config", "reference", "cromss", "dvc.yaml", ".dvc",
+                 ".dvcignore", ".gitignore"):
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
+        else:
+            shutil.copy(src, dest / name)
     return dest
 
 
@@ -96,23 +101,54 @@ def test_paper_config_builds_the_full_dag(workflow_copy):
     assert jobs["finetune"] == main + 6 * 3
 
 
+TINY_ARGS = ("--configfile", str(TINY), "--replace-workflow-config")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole DAG of the tiny config, run once in a git checkout of the workflow."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("e2e") / "run")
+    run_dvc_test_command("git", "init", "-q", cwd=workdir)
+    run_dvc_test_command("git", "add", ".", cwd=workdir)
+    run_dvc_test_command("git", "commit", "-qm", "workflow", cwd=workdir)
+    snakemake(workdir, "--cores", "2", *TINY_ARGS)
+    return workdir
+
+
 @pytest.mark.slow
-def test_whole_dag_on_a_tiny_config_and_reruns_after_a_change(tmp_path):
-    workdir = copy_workflow(tmp_path)
-    args = ("--configfile", str(TINY), "--replace-workflow-config")
-    snakemake(workdir, "--cores", "2", *args)
+def test_whole_dag_on_a_tiny_config(tiny_run):
     for number in (1, 2, 3, 4):
-        table = workdir / f"results/tables/table{number}.csv"
+        table = tiny_run / f"results/tables/table{number}.csv"
         assert table.is_file() and len(table.read_text().splitlines()) >= 2
-    assert planned_jobs(workdir, *args) == {}
+    assert (tiny_run / "results/figures/samples.png").stat().st_size > 10_000
+    assert planned_jobs(tiny_run, *TINY_ARGS) == {}
 
-    lr = with_config(workdir, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
-    jobs = planned_jobs(workdir, "--configfile", str(lr), "--replace-workflow-config")
-    assert set(jobs) == {"finetune", "evaluate", "transfer_table", "ablation_table", "all"}
 
-    world = with_config(workdir, "world.yaml", TINY,
+@pytest.mark.slow
+def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
+    lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
+    jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
+    assert set(jobs) == {"finetune", "evaluate", "transfer_table", "ablation_table",
+                         "transfer_figure", "predictions_figure", "metrics_summary", "all"}
+
+    world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))
-    jobs = planned_jobs(workdir, "--configfile", str(world), "--replace-workflow-config")
+    jobs = planned_jobs(tiny_run, "--configfile", str(world), "--replace-workflow-config")
     assert {"synthetic_world", "store", "pretrain", "encoder", "finetune", "evaluate",
             "transfer_table", "ablation_table"} <= set(jobs)
     assert jobs["store"] == 7
+
+
+@pytest.mark.slow
+def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
+    run_dvc_test_command("dvc", "commit", "-f", "workflow", cwd=tiny_run)
+    run_dvc_test_command("git", "add", "dvc.lock", cwd=tiny_run)
+    run_dvc_test_command("git", "commit", "-qm", "results", cwd=tiny_run)
+    run_dvc_test_command("dvc", "push", cwd=tiny_run)
+
+    clone = tiny_run.parent / "clone"
+    run_dvc_test_command("git", "clone", "-q", tiny_run, clone, cwd=tiny_run.parent)
+    run_dvc_test_command("bash", "workflow/scripts/dvc_pull.sh", *TINY_ARGS, cwd=clone)
+    assert (clone / "results/tables/table3.csv").read_text() == (
+        tiny_run / "results/tables/table3.csv").read_text()
+    assert planned_jobs(clone, "results/tables/table3.csv", *TINY_ARGS) == {}

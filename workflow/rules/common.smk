@@ -143,4 +143,5 @@ FIGURES = [
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
     f"{RESULTS}/metrics/summary.json",
+    *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES],
 ]

@@ -6,7 +6,7 @@ rule pretrain_figure:
         expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
     output:
         report(f"{RESULTS}/figures/{{name}}.png", category="Pretraining",
-               caption="../report/{name}.rst"),
+               caption="../report/pretrain_figure.rst"),
     wildcard_constraints:
         name="pretrain_curves|selection",
     params:
@@ -29,7 +29,7 @@ rule transfer_figure:
         lambda w: metrics_files(table_runs(w.task)),
     output:
         report(f"{RESULTS}/figures/{{task}}_{{name}}.png", category="Transfer",
-               subcategory="{task}", caption="../report/{name}.rst"),
+               subcategory="{task}", caption="../report/transfer_figure.rst"),
     wildcard_constraints:
         name="class_iou|confusion",
     params:

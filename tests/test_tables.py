@@ -260,3 +260,13 @@ def test_cli_table4(tmp_path: Path) -> None:
     table = pd.read_csv(out)
     assert list(table["weights"]) == ["midF"]
     assert table.loc[0, "kept_proportion"] == pytest.approx(0.8)
+
+
+def test_s1_cromss_rows_find_their_paper_row_in_every_table(tmp_path: Path) -> None:
+    # table 2 notes the S2 partner (13) of S1 CromSS rows, tables 1 and 3 leave it empty
+    run = load(make_run(tmp_path / "s1.json", task="dw", modality="s1", weights="midF",
+                        setting="frozen"))
+    reference = tables.load_reference(ROOT / "reference" / "paper_table2_dw.csv")
+    row = tables.transfer_table(run, reference, "dw", variants()).iloc[0]
+    assert (row["input"], row["weights"], row["s2_bands"]) == ("S1", "CromSS-midF", "")
+    assert row["paper_mIoU"] == pytest.approx(39.63)  # SSL4EO-S12@DW, S1, CromSS-midF, frozen

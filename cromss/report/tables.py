@@ -70,6 +70,9 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: reference table lacks columns {', '.join(missing)}")
     table["s2_bands"] = table["s2_bands"].fillna("")
+    # S1 rows have no S2 input; table 2 notes the S2 partner of S1 CromSS rows there, tables 1
+    # and 3 leave it empty: S1 rows are matched without it
+    table.loc[table["input"] == "S1", "s2_bands"] = ""
     duplicated = table.duplicated(["input", "weights", "s2_bands", "setting"])
     if duplicated.any():
         rows = table.loc[duplicated, ["input", "weights", "s2_bands", "setting"]]

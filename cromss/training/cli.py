@@ -41,8 +41,11 @@ def _finetune(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from cromss.training.finetune import evaluate
 
+    if len(args.model) != len(args.out):
+        raise ValueError(f"{len(args.model)} models but {len(args.out)} output files")
     _threads(args.threads)
-    evaluate(args.model, args.test, args.out)
+    for model, out in zip(args.model, args.out):
+        evaluate(model, args.test, out)
     return 0
 
 
@@ -88,9 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_finetune)
 
-    p = subparsers.add_parser("evaluate", help="score a fine-tuned model on a test store")
-    p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss finetune`")
+    p = subparsers.add_parser("evaluate", help="score fine-tuned models on a test store (one "
+                              "process for several models, e.g. the seeds of one run)")
+    p.add_argument("--model", type=Path, nargs="+", required=True,
+                   help="model.pt files from `cromss finetune`")
     p.add_argument("--test", type=Path, required=True, help="test Zarr store of the task")
-    p.add_argument("--out", type=Path, required=True, help="metrics JSON file")
+    p.add_argument("--out", type=Path, nargs="+", required=True,
+                   help="one metrics JSON file per model, in the same order")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_evaluate)

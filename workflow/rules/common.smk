@@ -14,6 +14,7 @@ STORES = ["nol", "dw_train", "dw_test", "osm_train", "osm_test", "dfc2020_train"
 TASK_TABLE = {"dfc2020": 1, "dw": 2, "osm": 3}
 VARIANTS = list(config["pretrain"]["variants"])
 FT = config["finetune"]
+# one fine-tuning run; evaluation takes all seeds of a (task, modality, weights, setting) at once
 FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
 GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
 

@@ -32,10 +32,10 @@ rule finetune:
 
 rule evaluate:
     input:
-        model=f"{FT_DIR}/model.pt",
+        models=expand(f"{FT_DIR}/model.pt", seed=FT["seeds"], allow_missing=True),
         test=lambda w: store(f"{w.task}_test"),
     output:
-        f"{FT_DIR}/metrics.json",
+        expand(f"{FT_DIR}/metrics.json", seed=FT["seeds"], allow_missing=True),
     threads: 1
     resources:
         mem_mb=4000,
@@ -44,9 +44,9 @@ rule evaluate:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.log",
+        f"{LOGS}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
+        f"{BENCH}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}.tsv"
     shell:
-        "cromss evaluate --model {input.model} --test {input.test} --threads {threads}"
+        "cromss evaluate --model {input.models} --test {input.test} --threads {threads}"
         " --out {output} > {log} 2>&1"

@@ -21,7 +21,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def copy_workflow(dest: Path) -> Path:
     """A fresh working copy of the workflow (everything a run reads, nothing it wrote)."""
     for name in ("Snakefile", "workflow", "config", "reference", "cromss", "dvc.yaml", ".dvc",
-                 ".dvcignore", ".gitignore"):
+                 ".dvcignore", ".gitignore", "environment.yml"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
@@ -39,7 +39,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Rule name -> number of jobs a dry run plans."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    out = snakemake(workdir, "-n", *args, "--quiet", "rules").stdout
     table = out.split("job ", 1)[1] if "job " in out else ""
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
 
@@ -48,7 +48,7 @@ def with_config(workdir: Path, name: str, base: Path, change) -> Path:
     config = yaml.safe_load(base.read_text())
     change(config)
     path = workdir / name
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -110,7 +110,9 @@ TINY_ARGS = ("--configfile", str(TINY), "--replace-workflow-config")
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """The whole DAG of the tiny config, run once in a git checkout of the workflow."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("e2e") / "run")
+    workdir = tmp_path_factory.mktemp("e2e") / "run"
+    workdir.mkdir()
+    copy_workflow(workdir)
     run_dvc_test_command("git", "init", "-q", cwd=workdir)
     run_dvc_test_command("git", "add", ".", cwd=workdir)
     run_dvc_test_command("git", "commit", "-qm", "workflow", cwd=workdir)
@@ -119,6 +121,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the tiny workflow once for all three
 def test_whole_dag_on_a_tiny_config(tiny_run):
     for number in (1, 2, 3, 4):
         table = tiny_run / f"results/tables/table{number}.csv"
@@ -128,6 +131,7 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the tiny workflow once for all three
 def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
     jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
@@ -143,6 +147,7 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")  # one worker runs the tiny workflow once for all three
 def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
     run_dvc_test_command("dvc", "commit", "-f", "workflow", cwd=tiny_run)
     run_dvc_test_command("git", "add", "dvc.lock", cwd=tiny_run)

@@ -57,6 +57,7 @@ def pretrain_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
             axis.plot(*_series(log, key), marker="o", markersize=3, label=variant)
         axis.set(title=title, xlabel="epoch")
         axis.grid(alpha=0.3)
+    axes[1].set_yscale("log")  # early epochs' BatchNorm statistics make it span decades
     axes[2].set_yscale("log")
     axes[0].legend(title="variant")
     return figure

@@ -151,5 +151,9 @@ def soft_labels(labels: Tensor | np.ndarray, prior: Tensor | np.ndarray, num_cla
     if prior_t.shape != (*labels_t.shape[:-2], num_classes, *labels_t.shape[-2:]):
         raise ValueError(f"prior shape {tuple(prior_t.shape)} does not match labels "
                          f"{tuple(labels_t.shape)} with {num_classes} classes")
-    target = (1 - alpha - beta) * one_hot(labels_t, num_classes) + alpha * prior_t + beta / num_classes
+    # a M + b / C, plus (1 - a - b) scattered onto each labelled pixel's class: no one-hot stack
+    target = torch.add(prior_t.to(torch.float32) * alpha, beta / num_classes)
+    valid = labels_t != IGNORE_INDEX
+    index = torch.where(valid, labels_t.long(), 0).unsqueeze(-3)
+    target.scatter_add_(-3, index, valid.unsqueeze(-3).to(torch.float32) * (1 - alpha - beta))
     return target.numpy() if as_numpy else target

@@ -193,14 +193,20 @@ def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]
     return path
 
 
-def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
-    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
+def read_weights(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+    """A dict saved with ``torch.save``, loaded with ``weights_only=True``, that has ``keys``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
+        raise FileNotFoundError(f"{path}: {what} not found")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or not {"state_dict", "settings"} <= set(payload):
-        raise ValueError(f"{path}: not a pretrained model (expected keys 'state_dict', 'settings')")
+    if not isinstance(payload, dict) or not set(keys) <= set(payload):
+        raise ValueError(f"{path}: is no {what} (expected keys {', '.join(map(repr, keys))})")
+    return payload
+
+
+def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
+    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
+    payload = read_weights(path, ("state_dict", "settings"), "pretrained model")
     model = build_model(payload["settings"])
     try:
         model.load_state_dict(payload["state_dict"])
@@ -220,12 +226,7 @@ def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Pa
 
 def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(state_dict, card) of an encoder file, loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: encoder file not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or not {"state_dict", "card"} <= set(checkpoint):
-        raise ValueError(f"{path}: not an encoder file (expected keys 'state_dict' and 'card')")
+    checkpoint = read_weights(path, ("state_dict", "card"), "encoder file")
     return checkpoint["state_dict"], checkpoint["card"]
 
 

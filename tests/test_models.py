@@ -138,5 +138,5 @@ def test_strip_prefix_and_unreadable_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_encoder(tmp_path / "missing.pt")
     torch.save({"weights": {}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an encoder file"):
+    with pytest.raises(ValueError, match="is no encoder file"):
         read_encoder(tmp_path / "other.pt")

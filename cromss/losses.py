@@ -25,51 +25,48 @@ def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
     return (weights * values).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-    """sum_x W(x) (-sum_c T_c(x) log Q_c(x)) / sum_x W(x), Q = softmax(logits)."""
-    per_pixel = -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1)
-    return weighted_mean(per_pixel, weights)
+def soft_cross_entropy(log_probs: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """sum_x W(x) (-sum_c T_c(x) log Q_c(x)) / sum_x W(x), from log Q = log_softmax(logits)."""
+    return weighted_mean(-(targets * log_probs).sum(dim=1), weights)
 
 
-def soft_dice_loss(logits: Tensor, targets: Tensor, weights: Tensor, valid: Tensor) -> Tensor:
-    """mean_c (1 - D_c), D_c = 2 sum(W Q_c T_c) / max(sum(W (Q_c + T_c)), eps).
+def soft_dice_loss(probs: Tensor, targets: Tensor, weights: Tensor, valid: Tensor) -> Tensor:
+    """mean_c (1 - D_c), D_c = 2 sum(W Q_c T_c) / max(sum(W (Q_c + T_c)), eps), from Q = softmax.
 
     A class whose target mass over the valid pixels of the batch is 0 contributes 0 (smp's Dice
     convention); the mean is still over all C classes.
     """
-    probs = torch.softmax(logits, dim=1)
-    weight = weights.unsqueeze(1)
-    dims = (0, 2, 3)
-    intersection = (weight * probs * targets).sum(dim=dims)
-    cardinality = (weight * (probs + targets)).sum(dim=dims)
+    weighted = weights.unsqueeze(1) * probs
+    intersection = (weighted * targets).sum(dim=(0, 2, 3))
+    # the targets' parts carry no gradient: contractions over batch and pixels
+    cardinality = weighted.sum(dim=(0, 2, 3)) + torch.einsum("nhw,nchw->c", weights, targets)
     dice = 2 * intersection / cardinality.clamp_min(DICE_EPS)
-    present = (targets * valid.unsqueeze(1)).sum(dim=dims) > 0
+    present = torch.einsum("nhw,nchw->c", valid, targets) > 0
     return ((1 - dice) * present).mean()
 
 
-def consistency_loss(student_logits: Tensor, teacher_probs: Tensor, weights: Tensor) -> Tensor:
+def consistency_loss(student_log_probs: Tensor, teacher_probs: Tensor, weights: Tensor) -> Tensor:
     """Lc(P || Q) = sum_x We(x) (-sum_c P_c log Q_c) / sum_x We(x); the teacher is detached."""
-    return soft_cross_entropy(student_logits, teacher_probs.detach(), weights)
+    return soft_cross_entropy(student_log_probs, teacher_probs.detach(), weights)
 
 
-def segmentation_loss(logits: Tensor, targets: Tensor, weights: Tensor,
+def segmentation_loss(log_probs: Tensor, targets: Tensor, weights: Tensor,
                       valid: Tensor) -> tuple[Tensor, Tensor]:
-    """(CE, Dice) of one modality with its label-selection weights."""
-    return soft_cross_entropy(logits, targets, weights), soft_dice_loss(logits, targets, weights,
-                                                                        valid)
+    """(CE, Dice) of one modality with its label-selection weights, from its log-probabilities."""
+    return (soft_cross_entropy(log_probs, targets, weights),
+            soft_dice_loss(log_probs.exp(), targets, weights, valid))
 
 
-def selection_weights(logits_1: Tensor, logits_2: Tensor, labels: Tensor, epoch: float,
+def selection_weights(probs_1: Tensor, probs_2: Tensor, labels: Tensor, epoch: float,
                       settings: Mapping[str, Any]) -> SelectionWeights:
-    """The step's selection masks from ``settings`` (config ``pretrain``); with selection off,
-    every weight is 1 except on ignored pixels."""
-    num_classes = int(settings.get("num_classes", logits_1.shape[1]))
+    """The step's selection masks from both modalities' probabilities and ``settings`` (config
+    ``pretrain``); with selection off, every weight is 1 except on ignored pixels."""
+    num_classes = int(settings.get("num_classes", probs_1.shape[1]))
     selection = settings.get("selection", {})
     if not selection.get("enabled", True):
         valid = valid_mask(labels)
         return SelectionWeights(valid, valid, valid, valid, kept_proportion=1.0)
-    return cross_modal_selection(torch.softmax(logits_1.detach(), 1),
-                                 torch.softmax(logits_2.detach(), 1), labels, epoch,
+    return cross_modal_selection(probs_1.detach(), probs_2.detach(), labels, epoch,
                                  float(selection.get("ramp_epochs", 80)),
                                  float(selection.get("keep", 0.5)), num_classes)
 
@@ -86,32 +83,31 @@ def cromss_loss(logits_1: Tensor | None, logits_2: Tensor | None, labels: Tensor
     both modalities, ``consistency_1`` (S1 learns from S2), ``consistency_2`` and
     ``kept_proportion``.
     """
-    # The losses are computed in float32 even when the forward ran under autocast.
-    logits_1 = logits_1.float() if logits_1 is not None else None
-    logits_2 = logits_2.float() if logits_2 is not None else None
-    present = [logits for logits in (logits_1, logits_2) if logits is not None]
+    # The losses are computed in float32 even when the forward ran under autocast; each
+    # modality's log_softmax is taken once and shared by CE, Dice, consistency and selection.
+    log_probs = [None if logits is None else torch.log_softmax(logits.float(), dim=1)
+                 for logits in (logits_1, logits_2)]
+    present = [lp for lp in log_probs if lp is not None]
     if not present:
         raise ValueError("cromss_loss needs the logits of at least one modality")
     num_classes = int(settings.get("num_classes", present[0].shape[1]))
-    if any(logits.shape[1] != num_classes for logits in present):
+    if any(lp.shape[1] != num_classes for lp in present):
         raise ValueError(f"logits must have {num_classes} classes")
     targets = soft_targets if soft_targets is not None else one_hot(labels, num_classes)
     valid = valid_mask(labels)
-    parts: dict[str, Tensor] = {}
-    if logits_1 is None or logits_2 is None:
-        logits, index = (logits_1, 1) if logits_1 is not None else (logits_2, 2)
-        ce, dice = segmentation_loss(logits, targets, valid, valid)
-        parts.update({f"ce_{index}": ce.detach(), f"dice_{index}": dice.detach(),
-                      f"seg_{index}": (ce + dice).detach()})
-        return ce + dice, parts
+    if len(present) == 1:
+        index = 1 if log_probs[0] is not None else 2
+        ce, dice = segmentation_loss(present[0], targets, valid, valid)
+        return ce + dice, {f"ce_{index}": ce.detach(), f"dice_{index}": dice.detach(),
+                           f"seg_{index}": (ce + dice).detach()}
+    log_probs_1, log_probs_2 = present
+    teacher_1, teacher_2 = log_probs_1.detach().exp(), log_probs_2.detach().exp()
     if weights is None:
-        weights = selection_weights(logits_1, logits_2, labels, epoch, settings)
-    ce_1, dice_1 = segmentation_loss(logits_1, targets, weights.label_1, valid)
-    ce_2, dice_2 = segmentation_loss(logits_2, targets, weights.label_2, valid)
-    teacher_1 = torch.softmax(logits_1.detach(), dim=1)
-    teacher_2 = torch.softmax(logits_2.detach(), dim=1)
-    consistency_1 = consistency_loss(logits_1, teacher_2, weights.entropy_2)
-    consistency_2 = consistency_loss(logits_2, teacher_1, weights.entropy_1)
+        weights = selection_weights(teacher_1, teacher_2, labels, epoch, settings)
+    ce_1, dice_1 = segmentation_loss(log_probs_1, targets, weights.label_1, valid)
+    ce_2, dice_2 = segmentation_loss(log_probs_2, targets, weights.label_2, valid)
+    consistency_1 = consistency_loss(log_probs_1, teacher_2, weights.entropy_2)
+    consistency_2 = consistency_loss(log_probs_2, teacher_1, weights.entropy_1)
     weight = float(settings.get("consistency_weight", 1.0))
     total = ce_1 + dice_1 + ce_2 + dice_2 + weight * (consistency_1 + consistency_2)
     parts = {"ce_1": ce_1, "dice_1": dice_1, "seg_1": ce_1 + dice_1,

@@ -56,28 +56,34 @@ def kept_proportion(epoch: float, ramp_epochs: float, keep: float) -> float:
     return 1.0 - ramp(epoch, ramp_epochs) * (1.0 - keep)
 
 
+CONFIDENCE_BITS = 31
+"""A non-negative float32's bit pattern, read as an integer, orders like its value: the sort key
+of a pixel is its class above these bits and its reversed confidence bits below them."""
+
+
 def class_thresholds(conf: Tensor, labels: Tensor, proportion: float,
                      num_classes: int) -> tuple[Tensor, Tensor]:
     """Per class k: (m_k = floor(n_k rho), t_k = the m_k-th largest confidence; 0 where m_k = 0).
 
-    One stable sort by confidence (descending) and one stable sort by class give every class's
-    confidences in descending order side by side; no loop over classes.
+    One integer sort by (class, confidence descending), ignored pixels last, lays every class's
+    confidences out in descending order side by side; no loop over classes, no float sort.
     """
     flat_conf = conf.reshape(-1)
     flat_labels = labels.reshape(-1).long()
     valid = flat_labels != IGNORE_INDEX
-    flat_conf, flat_labels = flat_conf[valid], flat_labels[valid]
-    if bool(((flat_labels < 0) | (flat_labels >= num_classes)).any()):
+    classes = torch.where(valid, flat_labels, num_classes)
+    if bool((valid & ((flat_labels < 0) | (flat_labels >= num_classes))).any()):
         raise ValueError(f"labels must be class indices below {num_classes} or {IGNORE_INDEX}")
-    by_conf = torch.sort(flat_conf, descending=True, stable=True).indices
-    by_class = torch.sort(flat_labels[by_conf], stable=True).indices
-    # The appended 0 is the threshold of every class with m_k = 0.
-    sorted_conf = torch.cat([flat_conf[by_conf[by_class]], flat_conf.new_zeros(1)])
-    counts = torch.bincount(flat_labels, minlength=num_classes)
+    counts = torch.bincount(classes, minlength=num_classes + 1)[:num_classes]
     kept = torch.floor(counts.to(torch.float64) * proportion).long()
+    if not bool((kept > 0).any()):
+        return kept, flat_conf.new_zeros(num_classes)
+    magnitude = torch.where(flat_conf > 0, flat_conf, 0.0).float().view(torch.int32).long()
+    keys = (classes << CONFIDENCE_BITS) + ((1 << CONFIDENCE_BITS) - 1 - magnitude)
+    order = torch.sort(keys).indices
     starts = torch.cumsum(counts, 0) - counts
-    position = torch.where(kept > 0, starts + kept - 1, sorted_conf.numel() - 1)
-    thresholds = sorted_conf[position]
+    position = torch.where(kept > 0, starts + kept - 1, 0)
+    thresholds = torch.where(kept > 0, flat_conf[order[position]], 0.0)
     return kept, thresholds
 
 

@@ -4,14 +4,18 @@ M = (N(G * mean_t Z(t)) + N(G * Z(tau))) / 2 with G a per-class Gaussian (sigma 
 4 sigma, scipy ``reflect`` borders) and N the per-pixel renormalisation over classes. Ignored pixels
 (255) carry no one-hot mass; a pixel with no mass in its neighbourhood gets the uniform prior 1/C.
 
-``smoothing_prior_batch`` is the fast path (torch, separable Gaussian as two 1-D convolutions over
-the whole batch of one-hot stacks); ``reference_smoothing_prior`` is the equations written literally
-with ``scipy.ndimage.gaussian_filter``, one class and one map at a time, as the reference does.
+``smoothed_targets_batch`` is the fast path: the priors and soft labels of a whole batch, the
+separable Gaussian as one matrix product per axis over chunks of one-hot stacks (dense matrices,
+or banded blocks for large maps), and only on each sample's training crop when asked for.
+``reference_smoothing_prior`` is the equations written literally with
+``scipy.ndimage.gaussian_filter``, one class and one map at a time, as the reference does.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,9 +35,11 @@ def gaussian_kernel(sigma: float, truncate: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def reflect_indices(size: int, radius: int) -> Tensor:
-    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode."""
-    positions = torch.arange(-radius, size + radius) % (2 * size)
+def reflect_indices(size: int, radius: int, length: int | None = None) -> Tensor:
+    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode
+    (``length`` positions from -radius; default size + 2 radius)."""
+    length = size + 2 * radius if length is None else length
+    positions = torch.arange(-radius, length - radius) % (2 * size)
     return torch.where(positions < size, positions, 2 * size - 1 - positions)
 
 
@@ -52,64 +58,307 @@ def smoothing_matrix(size: int, sigma: float, truncate: float) -> Tensor:
     return matrix.index_put_((rows, sources), kernel.expand_as(sources), accumulate=True)
 
 
-def gaussian_smooth(maps: Tensor, sigma: float = 3.0, truncate: float = 4.0) -> Tensor:
-    """Gaussian filter of every 2-D map of ``maps`` (... x H x W), as scipy's ``gaussian_filter``
-    with ``mode='reflect'``: one matrix product per axis."""
-    height, width = maps.shape[-2:]
-    along_w = smoothing_matrix(width, sigma, truncate).to(maps.device, maps.dtype)
-    along_h = smoothing_matrix(height, sigma, truncate).to(maps.device, maps.dtype)
-    smoothed = maps.reshape(-1, width) @ along_w.T
-    return torch.matmul(along_h, smoothed.reshape(-1, height, width)).reshape(maps.shape)
+@functools.lru_cache(maxsize=16)
+def filter_matrices(height: int, width: int, sigma: float,
+                    truncate: float) -> tuple[Tensor, Tensor]:
+    """float32: the H x H matrix that filters along y and the W x W one that filters along x."""
+    return (smoothing_matrix(height, sigma, truncate).float(),
+            smoothing_matrix(width, sigma, truncate).float())
+
+
+BANDED_FROM = 160
+"""Maps at least this large on both sides are filtered in bands (measured: 2x faster than the
+dense matrices at 264 x 264, slower at 128 and below; see benchmarks/)."""
+
+
+def band_positions(size: int, radius: int) -> Tensor:
+    """Source index of each position of an axis laid out for the banded filter: padded by
+    ``radius`` on the left (reflect) and out to a whole number of blocks of 2 ``radius`` plus one."""
+    block = 2 * radius
+    return reflect_indices(size, radius, (-(-size // block) + 1) * block)
+
+
+@functools.lru_cache(maxsize=16)
+def block_kernel(sigma: float, truncate: float) -> Tensor:
+    """B x 2B float32 weights (B = 2 radius) mapping one block of padded input onto the outputs
+    of its own block (left half) and of the block before it (right half)."""
+    kernel = gaussian_kernel(sigma, truncate)
+    block = kernel.numel() - 1
+    offsets = torch.arange(block).unsqueeze(1) - torch.arange(block).unsqueeze(0)  # p - i
+    same = torch.where(offsets >= 0, kernel[offsets.clamp(min=0)], 0.0)
+    previous = torch.where(offsets <= 0, kernel[(block + offsets).clamp(max=block)], 0.0)
+    return torch.cat([same, previous], dim=1).float()
+
+
+def banded_along_last(maps: Tensor, kernel: Tensor) -> Tensor:
+    """G along the last axis (laid out by ``band_positions``, w long) of ``maps``: ... x (w - B).
+    One small matrix product per block pair instead of a dense w x w one."""
+    block = kernel.shape[0]
+    *lead, columns = maps.shape
+    across = (maps.reshape(-1, block) @ kernel).view(-1, columns // block, 2 * block)
+    return (across[:, :-1, :block] + across[:, 1:, block:]).view(*lead, columns - block)
+
+
+def banded_along_rows(maps: Tensor, kernel: Tensor) -> Tensor:
+    """G along axis 1 (laid out by ``band_positions``, h long) of n x h x X maps: n x (h - B) x X,
+    one matrix product per block of rows and sample over all X columns at once."""
+    block = kernel.shape[0]
+    count, rows, rest = maps.shape
+    down = torch.matmul(kernel.T, maps.view(count, rows // block, block, rest))
+    return (down[:, :-1, :block] + down[:, 1:, block:]).reshape(count, rows - block, rest)
+
+
+@dataclass(frozen=True)
+class GaussianFilter:
+    """G on H x W maps, as scipy's ``gaussian_filter`` with ``mode='reflect'``: dense matrices per
+    axis, or banded blocks for maps at least ``BANDED_FROM`` on both sides.
+
+    Maps come as stacks n x h x K x w (K maps per sample, rows outermost, so that filtering along
+    y is one matrix product per sample over all K maps), laid out on the filter's grid by
+    ``layout``. The result is n x H x K x W, or only each sample's window of side ``size``.
+    """
+
+    height: int
+    width: int
+    sigma: float = 3.0
+    truncate: float = 4.0
+
+    @property
+    def radius(self) -> int:
+        return int(self.truncate * self.sigma + 0.5)
+
+    @property
+    def banded(self) -> bool:
+        return min(self.height, self.width) >= BANDED_FROM and self.radius > 0
+
+    def layout(self, maps: np.ndarray) -> np.ndarray:
+        """``maps`` (... x H x W) on the filter's grid: unchanged, or reflect-padded to whole
+        blocks on both axes for the banded filter."""
+        if not self.banded:
+            return maps
+        pad = [(0, 0)] * (maps.ndim - 2) + [
+            (self.radius, band_positions(size, self.radius).numel() - size - self.radius)
+            for size in (self.height, self.width)]
+        return np.pad(maps, pad, mode="symmetric")  # numpy's symmetric is scipy's reflect
+
+    def __call__(self, stacks: Tensor, windows: Tensor | None = None,
+                 size: int | None = None) -> Tensor:
+        """G of n x h x K x w ``stacks``; ``windows`` (n x 2: top, left) keeps only the size x size
+        window of each sample, which dense matrices compute alone (the rows of the window)."""
+        count, rows, maps, columns = stacks.shape
+        if self.banded:
+            kernel = block_kernel(self.sigma, self.truncate)
+            down = banded_along_rows(stacks.reshape(count, rows, maps * columns), kernel)
+            smoothed = banded_along_last(down.view(count, -1, maps, columns), kernel)
+            smoothed = smoothed[:, :self.height, :, :self.width]
+            if windows is None:
+                return smoothed
+            corners = windows.tolist()
+            if all(corner == corners[0] for corner in corners):  # one window: a view
+                (top, left), *_ = corners
+                return smoothed[:, top:top + size, :, left:left + size]
+            return torch.stack([smoothed[i, top:top + size, :, left:left + size]
+                                for i, (top, left) in enumerate(corners)])
+        along_h, along_w = filter_matrices(self.height, self.width, self.sigma, self.truncate)
+        flat = stacks.reshape(count, rows, maps * columns)
+        if windows is None:
+            down = torch.matmul(along_h, flat)
+            return (down.view(-1, columns) @ along_w.T).view(count, rows, maps, columns)
+        span = torch.arange(size)
+        down = torch.bmm(along_h[windows[:, :1] + span], flat)
+        across = torch.bmm(down.view(count, size * maps, columns),
+                           along_w[windows[:, 1:] + span].transpose(1, 2))
+        return across.view(count, size, maps, size)
 
 
 def one_hot(labels: Tensor, num_classes: int) -> Tensor:
-    """... x H x W class indices -> ... x C x H x W float one-hot; ignored pixels are all zero."""
+    """Z: ... x H x W labels -> ... x C x H x W float one-hot; ignored pixels are all zero."""
     classes = torch.arange(num_classes, device=labels.device).view(num_classes, 1, 1)
     return (labels.long().unsqueeze(-3) == classes).to(torch.float32)
 
 
-def normalise(maps: Tensor) -> Tensor:
-    """N(.): divide by the sum over classes (dim -3); the uniform 1/C where that sum is 0."""
-    total = maps.sum(dim=-3, keepdim=True)
-    uniform = torch.full_like(maps, 1.0 / maps.shape[-3])
-    return torch.where(total > 0, maps / torch.where(total > 0, total, 1.0), uniform)
+PRIOR_KINDS = ("spatial_temporal", "spatial", "temporal")
+"""M = (Mt + Ms) / 2 (the method), or the spatial prior Ms or the temporal prior Mt alone."""
+
+PRIOR_STACKS = {"spatial_temporal": ("mean", "sampled"), "spatial": ("sampled",),
+                "temporal": ("mean",)}
+"""The one-hot stacks each prior filters: mean_t Z(t) and/or Z(tau)."""
+
+CHUNK_PIXELS = 72 * 96 * 96
+"""Map pixels filtered together (72 maps of 96 x 96): enough rows for efficient matrix products,
+few enough to stay in the CPU cache (the fastest measured, see benchmarks/)."""
 
 
-def class_index(labels: Tensor, num_classes: int) -> tuple[Tensor, bool]:
-    """Labels as int64 with the ignore value moved to ``num_classes`` (an extra dump class), and
-    whether any pixel is ignored."""
-    ignored = labels == IGNORE_INDEX
-    low, high = (int(value) for value in torch.aminmax(torch.where(ignored, 0, labels.long())))
-    if low < 0 or high >= num_classes:
+def complete_samples(grid: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per sample of ``grid`` (N x ...), whether it has no ignored pixel; raises on values that
+    are neither a class nor ``IGNORE_INDEX``. Numpy, as all label-side work here: its kernels on
+    small integer arrays are several times faster than torch's on the CPU (see benchmarks/)."""
+    flat = grid.reshape(len(grid), -1)
+    if flat.size == 0:
+        return np.ones(len(grid), dtype=bool)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    complete = high < num_classes
+    others = flat[~complete]
+    wrong = others[(others >= num_classes) & (others != IGNORE_INDEX)]
+    if (low < 0).any() or wrong.size:
+        found = np.concatenate([low[low < 0], wrong])
         raise ValueError(f"labels must be class indices below {num_classes} or {IGNORE_INDEX}, "
-                         f"found values in [{low}, {high}]")
-    return torch.where(ignored, num_classes, labels.long()), bool(ignored.any())
+                         f"found values in [{found.min()}, {found.max()}]")
+    return complete
 
 
-def smoothing_prior_batch(season_labels: Tensor, seasons: Tensor, num_classes: int,
-                          sigma: float = 3.0, truncate: float = 4.0) -> Tensor:
-    """Priors M (N x C x H x W) of a batch: season_labels N x T x H x W, seasons N (indices of tau)."""
-    if season_labels.dim() != 4:
-        raise ValueError(f"season labels must be N x T x H x W, not {tuple(season_labels.shape)}")
-    count, num_seasons, height, width = season_labels.shape
-    seasons = torch.as_tensor(seasons, device=season_labels.device).long().reshape(-1)
-    if seasons.numel() != count:
-        raise ValueError(f"{seasons.numel()} seasons given for {count} samples")
+def class_index(labels: np.ndarray) -> tuple[Tensor, Tensor]:
+    """(int64 class indices with ignored pixels set to 0, float32 mass: 1 labelled, 0 ignored)."""
+    valid = labels != IGNORE_INDEX
+    return torch.from_numpy(labels * valid).long(), torch.from_numpy(valid).to(torch.float32)
+
+
+def sample_chunks(members: np.ndarray, size: int) -> list[slice | np.ndarray]:
+    """``members`` (sample indices) in chunks of at most ``size``: slices where contiguous."""
+    chunks: list[slice | np.ndarray] = []
+    for first in range(0, members.size, size):
+        part = members[first:first + size]
+        contiguous = part[-1] - part[0] + 1 == part.size
+        chunks.append(slice(int(part[0]), int(part[-1]) + 1) if contiguous else part)
+    return chunks
+
+
+def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
+                           seasons: Tensor | np.ndarray | Sequence[int], num_classes: int, *,
+                           alpha: float = 0.15, beta: float = 0.05, sigma: float = 3.0,
+                           truncate: float = 4.0, prior: str = "spatial_temporal",
+                           windows: np.ndarray | Sequence[tuple[int, int]] | None = None,
+                           window_size: int | None = None) -> Tensor:
+    """Soft targets Z' = (1 - a - b) Z(tau) + a M + b / C (float32, on the CPU, where the data
+    loader makes them) of a batch: N x C x H x W, or N x C x S x S with ``windows``.
+
+    season_labels N x T x H x W (255 = ignore), seasons N (tau of each sample). The prior is
+    always that of the full maps; ``windows`` (N x 2: top, left) and ``window_size`` S return
+    only each sample's training crop of it, and compute only that. Samples without ignored
+    pixels filter one stack, a (mean_t Z(t) + Z(tau)) / 2 + b / C: there N() is the identity and
+    G is linear and keeps constants. The others filter each stack and renormalise it.
+    """
+    if alpha < 0 or beta < 0 or alpha + beta > 1:
+        raise ValueError(f"alpha and beta must be >= 0 with alpha + beta <= 1, not {alpha}, {beta}")
+    if prior not in PRIOR_KINDS:
+        raise ValueError(f"smoothing prior must be one of {PRIOR_KINDS}, not {prior!r}")
+    labels = np.asarray(season_labels)
+    if labels.ndim != 4:
+        raise ValueError(f"season labels must be N x T x H x W, not {labels.shape}")
+    count, num_seasons, height, width = labels.shape
+    seasons = np.asarray(seasons).astype(np.int64).reshape(-1)
+    if seasons.size != count:
+        raise ValueError(f"{seasons.size} seasons given for {count} samples")
     if bool(((seasons < 0) | (seasons >= num_seasons)).any()):
         raise ValueError(f"seasons must lie in [0, {num_seasons})")
-    index, any_ignored = class_index(season_labels, num_classes)
-    # One-hot maps built by scattering into C + 1 channels; the dump channel is dropped.
-    empty = torch.zeros(count, num_classes + 1, height, width, device=index.device)
-    mean_hot = empty.scatter_add(1, index, torch.full(index.shape, 1.0 / num_seasons,
-                                                      device=index.device))[:, :num_classes]
-    sampled = index[torch.arange(count, device=index.device), seasons].unsqueeze(1)
-    sampled_hot = empty.scatter(1, sampled, 1.0)[:, :num_classes]
-    if not any_ignored:
-        # Every pixel has mass 1, so G keeps the class sums at 1 and both N() are the identity:
-        # by linearity M = G * ((mean_t Z + Z(tau)) / 2), half the filtering.
-        return gaussian_smooth((mean_hot + sampled_hot) / 2, sigma, truncate)
-    smoothed = gaussian_smooth(torch.stack([mean_hot, sampled_hot], dim=1), sigma, truncate)
-    return normalise(smoothed).mean(dim=1)
+    corners = checked_windows(windows, window_size, count, height, width)
+    out_height, out_width = (height, width) if corners is None else (window_size, window_size)
+    filter_ = GaussianFilter(height, width, sigma, truncate)
+    grid = filter_.layout(labels)
+    complete = complete_samples(grid, num_classes)
+    kinds = PRIOR_STACKS[prior]
+    targets = torch.empty(count, num_classes, out_height, out_width)
+    for separate, members in ((False, complete), (True, ~complete)):
+        maps = num_classes * (len(kinds) if separate else 1) * grid.shape[-2] * grid.shape[-1]
+        for rows in sample_chunks(np.flatnonzero(members), max(1, CHUNK_PIXELS // maps)):
+            region = (None if corners is None else torch.from_numpy(corners[rows]), window_size)
+            chunk_seasons = torch.from_numpy(seasons[rows])
+            if separate:
+                part = separate_targets(*class_index(grid[rows]), chunk_seasons, num_classes,
+                                        kinds, alpha, beta, filter_, region)
+            else:
+                part = complete_targets(torch.from_numpy(grid[rows]).long(), chunk_seasons,
+                                        num_classes, kinds, alpha, beta, filter_, region)
+            targets[rows if isinstance(rows, slice) else torch.from_numpy(rows)] = (
+                part.permute(0, 2, 1, 3))
+    if alpha + beta < 1:
+        tau = labels[np.arange(count), seasons]
+        if corners is not None:
+            span = np.arange(window_size)
+            tau = tau[np.arange(count)[:, None, None], (corners[:, 0, None] + span)[:, :, None],
+                      (corners[:, 1, None] + span)[:, None, :]]
+        tau_index, tau_mass = class_index(tau[:, None])
+        targets.scatter_add_(1, tau_index, tau_mass.mul_(1 - alpha - beta))
+    return targets
+
+
+def checked_windows(windows: np.ndarray | Sequence[tuple[int, int]] | None,
+                    size: int | None, count: int, height: int, width: int) -> np.ndarray | None:
+    """The N x 2 (top, left) corners of the ``size`` windows, checked to lie in the maps."""
+    if windows is None:
+        if size is not None:
+            raise ValueError("window_size given without windows")
+        return None
+    corners = np.asarray(windows, dtype=np.int64).reshape(-1, 2)
+    if size is None or size < 1 or len(corners) != count:
+        raise ValueError(f"windows need a positive window_size and one (top, left) per sample, "
+                         f"got {len(corners)} windows of size {size} for {count} samples")
+    if ((corners < 0) | (corners + size > np.array([height, width]))).any():
+        raise ValueError(f"windows of size {size} must lie inside the {height}x{width} maps")
+    return corners
+
+
+def season_weights(seasons: Tensor, num_seasons: int, kinds: Sequence[str],
+                   share: float) -> Tensor:
+    """n x T weight of each season's one-hot in the mean of the stacks ``kinds``, each ``share``."""
+    weights = torch.zeros(seasons.numel(), num_seasons)
+    if "mean" in kinds:
+        weights += share / num_seasons
+    if "sampled" in kinds:
+        weights[torch.arange(seasons.numel()), seasons] += share
+    return weights
+
+
+Region = tuple[Tensor | None, int | None]
+"""The (top, left) corners of each sample's window and its size; (None, None): the full maps."""
+
+
+def complete_targets(index: Tensor, seasons: Tensor, num_classes: int, kinds: Sequence[str],
+                     alpha: float, beta: float, filter_: GaussianFilter,
+                     region: Region) -> Tensor:
+    """a M + b / C (n x H x C x W) of samples without ignored pixels: G * (a mean of the
+    stacks + b / C); index n x T x h x w."""
+    count, num_seasons, rows, columns = index.shape
+    hot = torch.full((count, rows, num_classes, columns), beta / num_classes)
+    weights = season_weights(seasons, num_seasons, kinds, alpha / len(kinds))
+    hot.scatter_add_(2, index.transpose(1, 2),
+                     weights[:, None, :, None].expand(count, rows, num_seasons, columns))
+    return filter_(hot, *region)
+
+
+def separate_targets(index: Tensor, mass: Tensor, seasons: Tensor, num_classes: int,
+                     kinds: Sequence[str], alpha: float, beta: float, filter_: GaussianFilter,
+                     region: Region) -> Tensor:
+    """a M + b / C (n x H x C x W) of samples with ignored pixels: each stack filtered and
+    renormalised (its scale cancels in N(), so each is built from unit masses); no mass in
+    reach gives 1 / C."""
+    count, _, rows, columns = index.shape
+    samples = torch.arange(count)
+    hot = torch.zeros(count, rows, len(kinds), num_classes, columns)
+    for position, kind in enumerate(kinds):
+        stack_index, stack_mass = ((index, mass) if kind == "mean" else
+                                   (index[samples, seasons, None], mass[samples, seasons, None]))
+        hot[:, :, position].scatter_add_(2, stack_index.transpose(1, 2),
+                                         stack_mass.transpose(1, 2))
+    smoothed = filter_(hot.view(count, rows, -1, columns), *region)
+    smoothed = smoothed.view(count, smoothed.shape[1], len(kinds), num_classes, -1)
+    total = smoothed.sum(dim=3, keepdim=True)
+    share = alpha / len(kinds)
+    scale = torch.where(total > 0, share / total, 0.0)
+    empty = (total == 0).sum(dim=2)
+    targets = empty.to(torch.float32).mul_(share / num_classes).add_(beta / num_classes)
+    targets = torch.addcmul(targets, smoothed[:, :, 0], scale[:, :, 0])
+    for position in range(1, len(kinds)):
+        targets.addcmul_(smoothed[:, :, position], scale[:, :, position])
+    return targets
+
+
+def smoothing_prior_batch(season_labels: Tensor, seasons: Tensor | np.ndarray | Sequence[int],
+                          num_classes: int, sigma: float = 3.0, truncate: float = 4.0,
+                          prior: str = "spatial_temporal") -> Tensor:
+    """Priors M (N x C x H x W): the soft targets with a = 1, b = 0."""
+    return smoothed_targets_batch(season_labels, seasons, num_classes, alpha=1.0, beta=0.0,
+                                  sigma=sigma, truncate=truncate, prior=prior)
 
 
 def smoothing_prior(season_labels: np.ndarray, season: int, num_classes: int,

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from cromss.constants import (DW_CLASSES, DW_COLORS, IGNORE_INDEX, S2_MEAN, S2_STD,
                               input_normalisation)
 from cromss.data.store import StoreWriter, make_batch, store_attrs
+from cromss import smoothing
 from cromss.training import datasets
 
 
@@ -109,8 +110,8 @@ def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):
     t = datasets.random_transform(rng, 32, 32, 16, 0.5, 0.2)
     from cromss.data.store import open_arrays
     group = open_arrays(store)
-    soft_full = datasets.smoothed_targets(np.asarray(group["label"][1]), season, 9,
-                                          PRETRAIN_SETTINGS["smoothing"])
+    soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(group["label"][1:2]), [season],
+                                                 9, alpha=0.15, beta=0.05)[0].numpy()
     item = ds[1]
     np.testing.assert_allclose(item["soft"].numpy(), t(soft_full), atol=1e-6)
     np.testing.assert_array_equal(item["label"].numpy(), t(np.asarray(group["label"][1, season])))
@@ -136,17 +137,16 @@ def test_smoothing_off_gives_one_hot_targets(store):
     assert set(item["soft"].unique().tolist()) == {0.0, 1.0}
 
 
-def test_spatial_and_temporal_priors_are_normalised_and_differ():
-    labels = np.zeros((4, 16, 16), dtype=np.uint8)
-    labels[0, :, 8:] = 1
-    spatial = datasets.label_prior(labels, 0, 3, "spatial")
-    temporal = datasets.label_prior(labels, 0, 3, "temporal")
-    both = datasets.label_prior(labels, 0, 3, "spatial_temporal")
-    np.testing.assert_allclose(both, (spatial + temporal) / 2, atol=1e-6)
-    np.testing.assert_allclose(spatial.sum(0), 1, atol=1e-6)
-    assert spatial[1, 0, 15] > 0.9 and temporal[1, 0, 15] < 0.3
-    with pytest.raises(ValueError, match="prior"):
-        datasets.label_prior(labels, 0, 3, "seasonal")
+def test_a_batch_fetch_equals_single_items(store):
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
+    ds.set_epoch(1)
+    batch = ds.__getitems__([3, 0, 2])
+    for k, item in zip([3, 0, 2], batch, strict=True):
+        for key, value in ds[k].items():
+            torch.testing.assert_close(item[key], value, rtol=0, atol=1e-6)
+    loaded = next(iter(DataLoader(ds, batch_size=3)))
+    expected = torch.stack([item["soft"] for item in ds.__getitems__([0, 1, 2])])
+    torch.testing.assert_close(loaded["soft"], expected)
 
 
 def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):

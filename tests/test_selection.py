@@ -102,9 +102,21 @@ def test_label_selection_properties_and_loop_equivalence(rho):
         assert int((weights[members] == 1).sum()) == math.floor(int(members.sum()) * rho)
 
 
-def test_label_selection_rejects_out_of_range_labels():
+def test_label_selection_with_tied_and_zero_confidences_matches_the_loop():
+    generator = torch.Generator().manual_seed(3)
+    conf = torch.randint(0, 4, (2, 9, 11), generator=generator).float() / 4
+    labels = torch.randint(0, 3, (2, 9, 11), generator=generator)
+    labels[0, 0] = IGNORE_INDEX
+    for rho in (0.3, 0.5, 0.9):
+        assert torch.equal(label_selection_mask(conf, labels, rho, 3),
+                           loop_selection(conf, labels, rho, 3))
+
+
+@pytest.mark.parametrize("label", [3, 7, -1])
+def test_label_selection_rejects_out_of_range_labels(label):
     with pytest.raises(ValueError, match="class indices"):
-        label_selection_mask(torch.rand(1, 2, 2), torch.full((1, 2, 2), 7), 0.5, num_classes=3)
+        label_selection_mask(torch.rand(1, 2, 2), torch.full((1, 2, 2), label), 0.5,
+                             num_classes=3)
 
 
 def test_entropy_selection_mask_follows_ramp_then_confidence():

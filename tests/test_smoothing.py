@@ -8,7 +8,9 @@ import torch
 from scipy import ndimage
 
 from cromss.constants import IGNORE_INDEX
-from cromss.smoothing import (gaussian_smooth, reference_smoothing_prior, smoothing_prior,
+from cromss import smoothing
+from cromss.smoothing import (BANDED_FROM, CHUNK_PIXELS, GaussianFilter,
+                              reference_smoothing_prior, smoothed_targets_batch, smoothing_prior,
                               smoothing_prior_batch, soft_labels)
 
 
@@ -18,13 +20,29 @@ def noisy_seasons(rng: np.random.Generator, size: tuple[int, int], ignored: floa
     return labels
 
 
-@pytest.mark.parametrize("size", [(96, 96), (7, 5), (30, 41)])
-def test_gaussian_smooth_equals_scipy_reflect(size):
-    maps = np.random.default_rng(0).random((3, *size))
-    expected = np.stack([ndimage.gaussian_filter(m, 3.0, mode="reflect", truncate=4.0)
-                         for m in maps])
-    smoothed = gaussian_smooth(torch.from_numpy(maps).float()).numpy()
-    assert np.abs(smoothed - expected).max() < 1e-5
+def filter_maps(maps: np.ndarray, windows: np.ndarray | None = None,
+                size: int | None = None) -> np.ndarray:
+    """G of n x K x H x W maps through ``GaussianFilter``'s n x h x K x w stacks."""
+    filter_ = GaussianFilter(*maps.shape[-2:])
+    stacks = torch.from_numpy(filter_.layout(maps)).float().permute(0, 2, 1, 3).contiguous()
+    corners = None if windows is None else torch.from_numpy(windows)
+    return filter_(stacks, corners, size).permute(0, 2, 1, 3).numpy()
+
+
+@pytest.mark.parametrize("banded", [False, True])
+@pytest.mark.parametrize("size", [(96, 96), (7, 5), (30, 41), (49, 24)])
+def test_gaussian_filter_equals_scipy_reflect(size, banded, monkeypatch):
+    monkeypatch.setattr(smoothing, "BANDED_FROM", 1 if banded else 10**6)
+    assert GaussianFilter(*size).banded == banded
+    maps = np.random.default_rng(0).random((2, 3, *size))
+    expected = ndimage.gaussian_filter(maps, (0, 0, 3.0, 3.0), mode="reflect", truncate=4.0)
+    assert np.abs(filter_maps(maps) - expected).max() < 1e-5
+    side = min(size) - 2
+    windows = np.array([[0, 2], [2, size[1] - side]])
+    cropped = filter_maps(maps, windows, side)
+    for sample, (top, left) in enumerate(windows):
+        window = expected[sample, :, top:top + side, left:left + side]
+        assert np.abs(cropped[sample] - window).max() < 1e-5
 
 
 @pytest.mark.parametrize("size, ignored", [((96, 96), 0.0), ((96, 96), 0.05), ((11, 6), 0.3)])
@@ -66,6 +84,73 @@ def test_batch_equals_per_sample():
     batch = smoothing_prior_batch(torch.from_numpy(labels), torch.from_numpy(seasons), 9).numpy()
     for sample, season, prior in zip(labels, seasons, batch, strict=True):
         assert np.allclose(prior, smoothing_prior(sample, int(season), 9), atol=1e-6)
+
+
+def test_targets_of_a_mixed_batch_equal_the_formula_on_the_scipy_prior():
+    # more than one chunk, samples with and without ignored pixels interleaved
+    rng = np.random.default_rng(4)
+    size = (64, 60)
+    labels = np.stack([noisy_seasons(rng, size, 0.05 * (i % 2))
+                       for i in range(2 * CHUNK_PIXELS // (9 * size[0] * size[1]) + 3)])
+    seasons = rng.integers(0, 4, len(labels))
+    given = torch.from_numpy(labels).long()
+    targets = smoothed_targets_batch(given, seasons, 9, alpha=0.2, beta=0.1)
+    assert torch.equal(given, torch.from_numpy(labels).long())  # the input is left untouched
+    for sample, season, target in zip(labels, seasons, targets.numpy(), strict=True):
+        expected = soft_labels(sample[season], reference_smoothing_prior(sample, season, 9), 9,
+                               alpha=0.2, beta=0.1)
+        assert np.abs(target - expected).max() < 1e-5
+
+
+def test_large_maps_are_filtered_in_bands_with_the_same_values():
+    rng = np.random.default_rng(6)
+    size = (BANDED_FROM + 3, BANDED_FROM)
+    assert GaussianFilter(*size).banded and not GaussianFilter(BANDED_FROM - 1, 200).banded
+    labels = np.stack([noisy_seasons(rng, size, ignored) for ignored in (0.0, 0.01)])
+    targets = smoothed_targets_batch(torch.from_numpy(labels), [1, 3], 9)
+    for sample, season, target in zip(labels, [1, 3], targets.numpy(), strict=True):
+        expected = soft_labels(sample[season], reference_smoothing_prior(sample, season, 9), 9)
+        assert np.abs(target - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("size, ignored", [((40, 36), 0.0), ((40, 36), 0.05),
+                                           ((BANDED_FROM, BANDED_FROM + 2), 0.01)])
+def test_windows_are_crops_of_the_full_map_targets(size, ignored):
+    rng = np.random.default_rng(7)
+    labels = np.stack([noisy_seasons(rng, size, ignored * (i % 2)) for i in range(3)])
+    seasons, side = [0, 3, 2], 24
+    windows = np.array([[0, 0], [size[0] - side, size[1] - side], [5, 9]])
+    full = smoothed_targets_batch(labels, seasons, 9)
+    cropped = smoothed_targets_batch(labels, seasons, 9, windows=windows, window_size=side)
+    assert cropped.shape == (3, 9, side, side)
+    for sample, (top, left) in enumerate(windows):
+        window = full[sample, :, top:top + side, left:left + side]
+        torch.testing.assert_close(cropped[sample], window, rtol=0, atol=1e-6)
+
+
+def test_bad_windows_raise():
+    labels = np.zeros((2, 4, 10, 10), dtype=np.uint8)
+    with pytest.raises(ValueError, match="inside the 10x10 maps"):
+        smoothed_targets_batch(labels, [0, 1], 9, windows=[[0, 0], [0, 4]], window_size=7)
+    with pytest.raises(ValueError, match="one \\(top, left\\) per sample"):
+        smoothed_targets_batch(labels, [0, 1], 9, windows=[[0, 0]], window_size=4)
+    with pytest.raises(ValueError, match="without windows"):
+        smoothed_targets_batch(labels, [0, 1], 9, window_size=4)
+
+
+@pytest.mark.parametrize("ignored", [0.0, 0.2])
+def test_spatial_and_temporal_priors_are_the_two_halves(ignored):
+    labels = noisy_seasons(np.random.default_rng(5), (16, 16), ignored)
+    labels[0, :, 8:] = 1  # season 0 differs from the others on the right half
+    batch = torch.from_numpy(labels)[None]
+    spatial, temporal, both = (smoothing_prior_batch(batch, [0], 9, prior=kind)[0].numpy()
+                               for kind in ("spatial", "temporal", "spatial_temporal"))
+    np.testing.assert_allclose(both, (spatial + temporal) / 2, atol=1e-6)
+    for prior in (spatial, temporal):
+        np.testing.assert_allclose(prior.sum(0), 1, atol=1e-5)
+    assert spatial[1, 8, 15] > 0.5 > temporal[1, 8, 15]
+    with pytest.raises(ValueError, match="prior"):
+        smoothing_prior_batch(batch, [0], 9, prior="seasonal")
 
 
 def test_bad_inputs_raise():

@@ -49,7 +49,8 @@ def selection_examples(model_path: str | Path, store: str | Path, count: int) ->
     inputs_s2 = torch.from_numpy(np.stack([model_input(x, "s2", s2_bands) for x in s2]))
     model.eval()
     logits_s1, logits_s2 = model(inputs_s1, inputs_s2)
-    weights = selection_weights(logits_s1, logits_s2, torch.from_numpy(noisy).long(),
+    weights = selection_weights(torch.softmax(logits_s1, 1), torch.softmax(logits_s2, 1),
+                                torch.from_numpy(noisy).long(),
                                 settings["epochs"] - 1, settings)
     return figures.sample_panels(
         [x[list(S2_TRUE_COLOUR)].transpose(1, 2, 0) for x in s2], list(s1), list(noisy),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,31 +93,6 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return (labels[None] == classes).astype(np.float32)
 
 
-PRIOR_KINDS = ("spatial_temporal", "spatial", "temporal")
-
-
-def label_prior(season_labels: np.ndarray, season: int, num_classes: int, kind: str,
-                sigma: float = 3.0) -> np.ndarray:
-    """Smoothing prior (class, y, x) of one location: (Mt + Ms) / 2, Ms only, or Mt only (method §5)."""
-    if kind == "spatial_temporal":
-        return smoothing.smoothing_prior(season_labels, season, num_classes, sigma=sigma)
-    if kind not in PRIOR_KINDS:
-        raise ValueError(f"smoothing prior must be one of {PRIOR_KINDS}, not {kind!r}")
-    hot = smoothing.one_hot(torch.from_numpy(season_labels.astype(np.int64)), num_classes)
-    maps = hot[season] if kind == "spatial" else hot.mean(dim=0)
-    return smoothing.normalise(smoothing.gaussian_smooth(maps, sigma)).numpy()
-
-
-def smoothed_targets(season_labels: np.ndarray, season: int, num_classes: int,
-                     settings: dict[str, Any]) -> np.ndarray:
-    """Soft target Z' of the sampled season from the full-size seasonal label maps."""
-    prior = label_prior(season_labels, season, num_classes,
-                        settings.get("prior", "spatial_temporal"), settings.get("sigma", 3.0))
-    return smoothing.soft_labels(season_labels[season], prior, num_classes,
-                                 alpha=settings.get("alpha", 0.15),
-                                 beta=settings.get("beta", 0.05)).astype(np.float32)
-
-
 class _StoreDataset(Dataset):
     """Opens the store's Zarr group on first use in each process."""
 
@@ -172,7 +147,43 @@ class PretrainDataset(_StoreDataset):
         return len(self.indices)
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        index = self.indices[k]
+        return self.__getitems__([k])[0]
+
+    def __getitems__(self, ks: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Items ``ks`` (the DataLoader asks for a batch at once): their smoothed targets are
+        made by one batched call, from the full maps but only on each item's crop window, then
+        flipped and rotated with the images."""
+        draws = [self._draw(self.indices[k]) for k in ks]
+        group = self.group
+        season_labels = np.stack([np.asarray(group["label"][index]) for index, _, _ in draws])
+        seasons = [season for _, season, _ in draws]
+        if self.train and self.smoothing.get("enabled", True):
+            soft = smoothing.smoothed_targets_batch(
+                season_labels, seasons, self.num_classes, alpha=self.smoothing.get("alpha", 0.15),
+                beta=self.smoothing.get("beta", 0.05), sigma=self.smoothing.get("sigma", 3.0),
+                prior=self.smoothing.get("prior", "spatial_temporal"),
+                windows=[(t.top, t.left) for _, _, t in draws], window_size=self.crop).numpy()
+        else:
+            soft = [Transform(t.top, t.left, t.size)(one_hot(labels[season], self.num_classes))
+                    for labels, season, (_, _, t) in zip(season_labels, seasons, draws,
+                                                         strict=True)]
+        items = []
+        for labels, target, (index, season, transform) in zip(season_labels, soft, draws,
+                                                             strict=True):
+            item = {
+                "s1": model_input(np.asarray(group["s1"][index, season]), "s1", 2),
+                "s2": model_input(np.asarray(group["s2"][index, season]), "s2", self.s2_bands),
+                "label": labels[season].astype(np.int64),
+            }
+            if self.has_truth:
+                item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
+            item = {key: transform(value) for key, value in item.items()}
+            item["soft"] = replace(transform, top=0, left=0)(target)  # already cropped
+            items.append({key: torch.from_numpy(value) for key, value in item.items()})
+        return items
+
+    def _draw(self, index: int) -> tuple[int, int, Transform]:
+        """The season and transform of sample ``index``, from its own seeded generator."""
         rng = np.random.default_rng((self.seed, self.epoch, index) if self.train else (self.seed, index))
         season = int(rng.integers(self.num_seasons))
         if self.train:
@@ -180,22 +191,7 @@ class PretrainDataset(_StoreDataset):
                                          self.rotate_p)
         else:
             transform = centre_transform(self.height, self.width)
-        group = self.group
-        season_labels = np.asarray(group["label"][index])
-        label = season_labels[season]
-        if self.train and self.smoothing.get("enabled", True):
-            soft = smoothed_targets(season_labels, season, self.num_classes, self.smoothing)
-        else:
-            soft = one_hot(label, self.num_classes)
-        item = {
-            "s1": model_input(np.asarray(group["s1"][index, season]), "s1", 2),
-            "s2": model_input(np.asarray(group["s2"][index, season]), "s2", self.s2_bands),
-            "label": label.astype(np.int64),
-            "soft": soft,
-        }
-        if self.has_truth:
-            item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
-        return {key: torch.from_numpy(transform(value)) for key, value in item.items()}
+        return index, season, transform
 
 
 class SegmentationDataset(_StoreDataset):

@@ -61,7 +61,9 @@ def variant_loss(logits_s1: torch.Tensor | None, logits_s2: torch.Tensor | None,
     weights Wl per modality (all valid pixels for a single-modal variant)."""
     weights = None
     if logits_s1 is not None and logits_s2 is not None:
-        weights = losses.selection_weights(logits_s1, logits_s2, labels, epoch, settings)
+        weights = losses.selection_weights(torch.softmax(logits_s1.detach().float(), 1),
+                                           torch.softmax(logits_s2.detach().float(), 1),
+                                           labels, epoch, settings)
     total, parts = losses.cromss_loss(logits_s1, logits_s2, labels, soft, epoch, settings, weights)
     if weights is not None:
         return total, parts, {"s1": weights.label_1, "s2": weights.label_2}

@@ -249,7 +249,7 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
         raise ValueError(f"alpha and beta must be >= 0 with alpha + beta <= 1, not {alpha}, {beta}")
     if prior not in PRIOR_KINDS:
         raise ValueError(f"smoothing prior must be one of {PRIOR_KINDS}, not {prior!r}")
-    labels = np.asarray(season_labels)
+    labels = np.ascontiguousarray(season_labels)
     if labels.ndim != 4:
         raise ValueError(f"season labels must be N x T x H x W, not {labels.shape}")
     count, num_seasons, height, width = labels.shape

@@ -128,6 +128,16 @@ def test_windows_are_crops_of_the_full_map_targets(size, ignored):
         torch.testing.assert_close(cropped[sample], window, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("ignored", [0.0, 0.05])
+def test_flipped_maps_give_flipped_targets(ignored):
+    # G with reflect borders commutes with flips; flipped (negative-stride) input is accepted
+    rng = np.random.default_rng(8)
+    labels = np.stack([noisy_seasons(rng, (30, 26), ignored) for _ in range(2)])
+    targets = smoothed_targets_batch(labels, [1, 2], 9)
+    flipped = smoothed_targets_batch(labels[..., ::-1, :], [1, 2], 9)
+    torch.testing.assert_close(flipped, targets.flip(-2), rtol=0, atol=1e-6)
+
+
 def test_bad_windows_raise():
     labels = np.zeros((2, 4, 10, 10), dtype=np.uint8)
     with pytest.raises(ValueError, match="inside the 10x10 maps"):

@@ -35,11 +35,9 @@ def gaussian_kernel(sigma: float, truncate: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def reflect_indices(size: int, radius: int, length: int | None = None) -> Tensor:
-    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode
-    (``length`` positions from -radius; default size + 2 radius)."""
-    length = size + 2 * radius if length is None else length
-    positions = torch.arange(-radius, length - radius) % (2 * size)
+def reflect_indices(size: int, radius: int) -> Tensor:
+    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode."""
+    positions = torch.arange(-radius, size + radius) % (2 * size)
     return torch.where(positions < size, positions, 2 * size - 1 - positions)
 
 
@@ -71,11 +69,11 @@ BANDED_FROM = 160
 dense matrices at 264 x 264, no faster at 128 and below; see benchmarks/)."""
 
 
-def band_positions(size: int, radius: int) -> Tensor:
-    """Source index of each position of an axis laid out for the banded filter: padded by
-    ``radius`` on the left (reflect) and out to a whole number of blocks of 2 ``radius`` plus one."""
+def band_length(size: int, radius: int) -> int:
+    """Length of an axis laid out for the banded filter: padded by ``radius`` on the left and out
+    to a whole number of blocks of 2 ``radius``, one more than the axis needs."""
     block = 2 * radius
-    return reflect_indices(size, radius, (-(-size // block) + 1) * block)
+    return (-(-size // block) + 1) * block
 
 
 @functools.lru_cache(maxsize=16)
@@ -91,7 +89,7 @@ def block_kernel(sigma: float, truncate: float) -> Tensor:
 
 
 def banded_along_last(maps: Tensor, kernel: Tensor) -> Tensor:
-    """G along the last axis (laid out by ``band_positions``, w long) of ``maps``: ... x (w - B).
+    """G along the last axis (laid out by ``GaussianFilter.layout``, w long) of ``maps``: ... x (w - B).
     One small matrix product per block pair instead of a dense w x w one."""
     block = kernel.shape[0]
     *lead, columns = maps.shape
@@ -100,7 +98,7 @@ def banded_along_last(maps: Tensor, kernel: Tensor) -> Tensor:
 
 
 def banded_along_rows(maps: Tensor, kernel: Tensor) -> Tensor:
-    """G along axis 1 (laid out by ``band_positions``, h long) of n x h x X maps: n x (h - B) x X.
+    """G along axis 1 (laid out by ``GaussianFilter.layout``, h long) of n x h x X maps: n x (h - B) x X.
     Output block j is one product of B x 2B weights with input rows [jB, jB + 2B), read in place
     as overlapping windows: no copy, and no partial sums to add."""
     block = kernel.shape[0]
@@ -144,7 +142,7 @@ class GaussianFilter:
         if not self.banded:
             return maps
         pad = [(0, 0)] * (maps.ndim - 2) + [
-            (self.radius, band_positions(size, self.radius).numel() - size - self.radius)
+            (self.radius, band_length(size, self.radius) - size - self.radius)
             for size in (self.height, self.width)]
         return np.pad(maps, pad, mode="symmetric")  # numpy's symmetric is scipy's reflect
 
@@ -196,6 +194,20 @@ CHUNK_PIXELS = 72 * 96 * 96
 few enough to stay in the CPU cache (the fastest measured, see benchmarks/)."""
 
 
+def checked_shares(alpha: float, beta: float) -> None:
+    """a and b of Z' = (1 - a - b) Z(tau) + a M + b / C must be shares."""
+    if alpha < 0 or beta < 0 or alpha + beta > 1:
+        raise ValueError(f"alpha and beta must be >= 0 with alpha + beta <= 1, not {alpha}, {beta}")
+
+
+def add_label_mass(targets: Tensor, labels: Tensor, mass: float) -> Tensor:
+    """Add ``mass`` to each labelled pixel's class in ``targets`` (... x C x H x W, in place);
+    labels ... x H x W, ignored pixels get nothing."""
+    valid = labels != IGNORE_INDEX
+    index = torch.where(valid, labels.long(), 0).unsqueeze(-3)
+    return targets.scatter_add_(-3, index, valid.unsqueeze(-3).to(targets.dtype) * mass)
+
+
 def complete_samples(grid: np.ndarray, num_classes: int) -> np.ndarray:
     """Per sample of ``grid`` (N x ...), whether it has no ignored pixel; raises on values that
     are neither a class nor ``IGNORE_INDEX``. Numpy, as all label-side work here: its kernels on
@@ -245,8 +257,7 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
     pixels filter one stack, a (mean_t Z(t) + Z(tau)) / 2 + b / C: there N() is the identity and
     G is linear and keeps constants. The others filter each stack and renormalise it.
     """
-    if alpha < 0 or beta < 0 or alpha + beta > 1:
-        raise ValueError(f"alpha and beta must be >= 0 with alpha + beta <= 1, not {alpha}, {beta}")
+    checked_shares(alpha, beta)
     if prior not in PRIOR_KINDS:
         raise ValueError(f"smoothing prior must be one of {PRIOR_KINDS}, not {prior!r}")
     labels = np.ascontiguousarray(season_labels)
@@ -283,8 +294,7 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
         if corners is not None:
             tau = np.stack([sample[top:top + window_size, left:left + window_size]
                             for sample, (top, left) in zip(tau, corners.tolist(), strict=True)])
-        tau_index, tau_mass = class_index(tau[:, None])
-        targets.scatter_add_(1, tau_index, tau_mass.mul_(1 - alpha - beta))
+        add_label_mass(targets, torch.from_numpy(tau), 1 - alpha - beta)
     return targets
 
 
@@ -398,8 +408,7 @@ def soft_labels(labels: Tensor | np.ndarray, prior: Tensor | np.ndarray, num_cla
 
     Returns the type it was given (numpy or torch); ignored pixels get a M + b / C.
     """
-    if alpha < 0 or beta < 0 or alpha + beta > 1:
-        raise ValueError(f"alpha and beta must be >= 0 with alpha + beta <= 1, not {alpha}, {beta}")
+    checked_shares(alpha, beta)
     as_numpy = isinstance(labels, np.ndarray)
     labels_t = torch.as_tensor(labels)
     prior_t = torch.as_tensor(prior, device=labels_t.device)
@@ -408,7 +417,5 @@ def soft_labels(labels: Tensor | np.ndarray, prior: Tensor | np.ndarray, num_cla
                          f"{tuple(labels_t.shape)} with {num_classes} classes")
     # a M + b / C, plus (1 - a - b) scattered onto each labelled pixel's class: no one-hot stack
     target = torch.add(prior_t.to(torch.float32) * alpha, beta / num_classes)
-    valid = labels_t != IGNORE_INDEX
-    index = torch.where(valid, labels_t.long(), 0).unsqueeze(-3)
-    target.scatter_add_(-3, index, valid.unsqueeze(-3).to(torch.float32) * (1 - alpha - beta))
+    add_label_mass(target, labels_t, 1 - alpha - beta)
     return target.numpy() if as_numpy else target

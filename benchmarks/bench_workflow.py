@@ -18,23 +18,17 @@ two things measured in the same run, so a loaded machine slows both sides alike.
 (5) wall: the tiny end-to-end DAG (``tests/configs/tiny.yaml``) from nothing, with its CPU;
     target under 90 s. ``--main-job`` also runs the default DAG (target 10 minutes).
 
-Run: ``python benchmarks/bench_workflow.py [--main-job] [--skip-tiny]``; writes
+Run: ``python benchmarks/bench_workflow.py [--main-job] [--skip-tiny] [--dag-only]``; writes
 ``benchmarks/results/bench_workflow.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
-import re
-import resource
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,13 +46,13 @@ from cromss.data.ingest import ingest
 from cromss.data.synthetic import synthesise
 from cromss.smoothing import reference_smoothing_prior, soft_labels
 from cromss.training import checkpoint, distributed, finetune, pretrain
-from cromss.training.datasets import PretrainDataset, SegmentationDataset, Transform, model_input
+from cromss.training.datasets import PretrainDataset, SegmentationDataset, model_input
+from workflow_dag import (measured_dag, planned_jobs, process_cpu, quality, startup_share,
+                          workflow_copy)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "bench_workflow.json"
 THREADS = 2
-TORCH_RULES = {"pretrain", "pretrain_s1", "pretrain_s2", "finetune", "finetune_ablation",
-               "samples_figure", "predictions_figure"}
 HEAVY_IMPORT = "import cromss.training.runs, cromss.training.finetune, cromss.training.pretrain"
 LIGHT_IMPORT = "import cromss.report.figures, cromss.report.tables, cromss.data.inspect"
 
@@ -69,24 +63,10 @@ def load_config(path: Path) -> dict:
     return config
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(code: str, repeats: int = 3) -> float:
-    """Least CPU seconds of a fresh interpreter running ``code`` (start-up + imports)."""
-    times = []
-    for _ in range(repeats):
-        before = children_cpu()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-        times.append(children_cpu() - before)
-    return min(times)
-
-
 # -- (4) ingest ----------------------------------------------------------------------------------
 
-def ingest_ratio(raw: Path, work: Path, repeats: int = 2) -> dict[str, float]:
+def ingest_ratio(raw: Path, out: Path) -> dict[str, float]:
+    """Ingest ``nol`` into ``out`` (recording the GeoTIFFs it reads), then read those files."""
     opened: list[Path] = []
     reader = layouts.read_raster
 
@@ -96,28 +76,20 @@ def ingest_ratio(raw: Path, work: Path, repeats: int = 2) -> dict[str, float]:
 
     layouts.read_raster = recording
     try:
-        ingest("nol", raw, work / "nol_first.zarr")
+        start = time.perf_counter()
+        ingest("nol", raw, out)
+        ingest_s = time.perf_counter() - start
     finally:
         layouts.read_raster = reader
     import rasterio
 
-    def read_all() -> int:
-        size = 0
-        for path in opened:
-            with rasterio.open(path) as src:
-                size += src.read().nbytes
-        return size
-
-    read_s, ingest_s = [], []
-    for k in range(repeats):
-        start = time.perf_counter()
-        size = read_all()
-        read_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        ingest("nol", raw, work / f"nol_{k}.zarr")
-        ingest_s.append(time.perf_counter() - start)
-    return {"files": len(opened), "megabytes": size / 1e6, "raw_read_s": min(read_s),
-            "ingest_s": min(ingest_s), "ratio": min(read_s) / min(ingest_s), "target": 0.5}
+    start, size = time.perf_counter(), 0
+    for path in opened:
+        with rasterio.open(path) as src:
+            size += src.read().nbytes
+    read_s = time.perf_counter() - start
+    return {"files": len(opened), "megabytes": size / 1e6, "raw_read_s": read_s,
+            "ingest_s": ingest_s, "ratio": read_s / ingest_s, "target": 0.5}
 
 
 # -- (3) loader ----------------------------------------------------------------------------------
@@ -138,7 +110,7 @@ def reference_items(dataset: PretrainDataset, ks: list[int]) -> list[dict[str, n
     return items
 
 
-def loader_ratio(nol: Path, settings: dict, repeats: int = 3) -> dict[str, float]:
+def loader_ratio(nol: Path, settings: dict, repeats: int = 1) -> dict[str, float]:
     dataset = PretrainDataset(nol, range(_samples(nol)), settings, train=True)
     batches = [list(range(i, min(i + settings["batch_size"], len(dataset))))
                for i in range(0, len(dataset), settings["batch_size"])]
@@ -165,7 +137,7 @@ def _samples(store: Path) -> int:
 
 # -- (2) epoch overhead --------------------------------------------------------------------------
 
-def timed_steps(step, batches, repeats: int = 2) -> float:
+def timed_steps(step, batches, repeats: int = 1) -> float:
     """Median seconds of running ``step`` over all ``batches`` (one epoch of steps)."""
     step(batches[0])  # warm-up
     times = []
@@ -177,7 +149,7 @@ def timed_steps(step, batches, repeats: int = 2) -> float:
     return statistics.median(times)
 
 
-def pretrain_overhead(nol: Path, settings: dict, work: Path, epochs: int = 3) -> dict[str, float]:
+def pretrain_overhead(nol: Path, settings: dict, work: Path, epochs: int = 2) -> dict[str, float]:
     ctx = distributed.Context(0, 1, torch.device("cpu"))
     trainer = pretrain.Trainer(nol, settings, work / "steps", ctx)
     loader = trainer._loader(trainer.train_set, trainer.sampler)
@@ -240,61 +212,6 @@ def finetune_overhead(train: Path, settings: dict, setting: str, work: Path, epo
 
 # -- (1) and (5): the DAG ------------------------------------------------------------------------
 
-def workflow_copy(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "reference", "cromss", "dvc.yaml",
-                 "environment.yml", "tests/configs"):
-        src, target = ROOT / name, dest / name
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, target)
-    return dest
-
-
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args, "--quiet", "rules"],
-                         cwd=workdir, capture_output=True, text=True, check=True).stdout
-    table = out.split("job ", 1)[1] if "job " in out else ""
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m[0] not in ("total", "all")}
-
-
-def run_dag(workdir: Path, *args: str) -> dict[str, object]:
-    """Run a DAG from nothing: wall, CPU of all processes, and the jobs' benchmark TSVs."""
-    env = {**os.environ, "PYTHONPATH": str(workdir)}
-    before, start = children_cpu(), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(THREADS), *args],
-                   cwd=workdir, check=True, capture_output=True, env=env)
-    wall, cpu = time.perf_counter() - start, children_cpu() - before
-    jobs: dict[str, list[float]] = {}
-    for tsv in (workdir / "results/benchmarks").rglob("*.tsv"):
-        rule = tsv.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
-        with tsv.open() as stream:
-            row = next(csv.DictReader(stream, delimiter="\t"))
-        jobs.setdefault(rule, []).append(float(row["cpu_time"]))
-    return {"wall_s": wall, "cpu_s": cpu, "job_cpu_s": {r: sum(v) for r, v in jobs.items()}}
-
-
-def measured_dag(workdir: Path, jobs: dict[str, int], heavy_s: float, light_s: float,
-                 args: tuple[str, ...]) -> dict[str, object]:
-    """A DAG run from nothing, with its start-up share of the CPU its jobs used (their TSVs)."""
-    measured = run_dag(workdir, *args)
-    jobs_cpu = sum(measured["job_cpu_s"].values())
-    startup = startup_share(jobs, heavy_s, light_s, 0.0)["startup_cpu_s"]
-    return {**measured, "jobs": jobs, "jobs_cpu_s": jobs_cpu, "startup_cpu_s": startup,
-            "startup_share": startup / jobs_cpu}
-
-
-def startup_share(jobs: dict[str, int], heavy_s: float, light_s: float, compute_s: float
-                  ) -> dict[str, float]:
-    heavy = sum(n for rule, n in jobs.items() if rule in TORCH_RULES)
-    light = sum(jobs.values()) - heavy
-    startup = heavy * heavy_s + light * light_s
-    return {"torch_processes": heavy, "other_processes": light, "startup_cpu_s": startup,
-            "compute_cpu_s": compute_s, "share": startup / (startup + compute_s), "target": 0.10}
-
-
 def estimated_compute(config: dict, pre: dict, ft: dict[str, dict], ingest_cpu_s: float,
                       runs: int) -> float:
     """CPU of the main job's work, from this run's epochs (2 threads busy) and ingests."""
@@ -304,55 +221,72 @@ def estimated_compute(config: dict, pre: dict, ft: dict[str, dict], ingest_cpu_s
     return pretrain_cpu + runs * per_run * THREADS + ingest_cpu_s
 
 
+def save(results: dict) -> None:
+    """Write the results so far (a long run interrupted keeps what it measured)."""
+    with atomic_path(OUT) as tmp:
+        tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
+def measure_world(config: dict, work: Path, results: dict) -> None:
+    """(2), (3), (4) on the offline default world, written to ``results`` as they come."""
+    raw = synthesise(work / "raw", config["data"]["synthetic"])
+    stores = {name: work / "data" / f"{name}.zarr" for name in ("nol", "dw_train")}
+    cpu_before = time.process_time()
+    results["ingest"] = ingest_ratio(raw, stores["nol"])
+    results["ingest"]["cpu_s"] = time.process_time() - cpu_before
+    ingest("dw_train", raw, stores["dw_train"])
+    save(results)
+    settings = variant_settings(config["pretrain"], "midF")
+    ft_settings = {**{k: v for k, v in config["finetune"].items()
+                      if k not in ("tasks", "modalities", "weights", "settings", "seeds",
+                                   "ablation")}, "encoder": config["pretrain"]["encoder"]}
+    results["loader"] = loader_ratio(stores["nol"], settings)
+    save(results)
+    results["pretrain_epoch"] = pretrain_overhead(stores["nol"], settings, work)
+    save(results)
+    results["finetune_epoch"] = {s: finetune_overhead(stores["dw_train"], ft_settings, s, work)
+                                 for s in ("finetuned", "frozen")}
+    save(results)
+
+
 def main() -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--main-job", action="store_true", help="also run the default DAG")
     parser.add_argument("--skip-tiny", action="store_true", help="skip the tiny DAG run")
+    parser.add_argument("--dag-only", action="store_true", help="keep (2)-(4) of the last "
+                        "results file; measure only the start-up and the DAG runs")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     config = load_config(ROOT / "config/config.yaml")
-    results: dict[str, object] = {"machine": {"processor": platform.processor(),
-                                              "cpus": os.cpu_count(), "threads": THREADS,
-                                              "load_average": os.getloadavg()}}
+    results: dict = json.loads(OUT.read_text()) if args.dag_only else {}
+    results["machine"] = {"processor": platform.processor(), "cpus": os.cpu_count(),
+                          "threads": THREADS, "load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="bench_workflow_") as tmp:
         work = Path(tmp)
-        raw = synthesise(work / "raw", config["data"]["synthetic"])
-        stores = {name: work / "data" / f"{name}.zarr" for name in ("nol", "dw_train")}
-        cpu_before = time.process_time()
-        for name, path in stores.items():
-            ingest(name, raw, path)
-        ingest_cpu = time.process_time() - cpu_before
-        settings = variant_settings(config["pretrain"], "midF")
-        ft_settings = {**{k: v for k, v in config["finetune"].items()
-                          if k not in ("tasks", "modalities", "weights", "settings", "seeds",
-                                       "ablation")}, "encoder": config["pretrain"]["encoder"]}
-        results["ingest"] = ingest_ratio(raw, work)
-        results["loader"] = loader_ratio(stores["nol"], settings)
-        results["pretrain_epoch"] = pretrain_overhead(stores["nol"], settings, work)
-        results["finetune_epoch"] = {s: finetune_overhead(stores["dw_train"], ft_settings, s, work)
-                                     for s in ("finetuned", "frozen")}
-        dag = workflow_copy(work / "dag")
-        jobs = planned_jobs(dag)
+        if not args.dag_only:
+            measure_world(config, work, results)
+        jobs = planned_jobs(workflow_copy(work / "dag"))
         heavy_s, light_s = process_cpu(HEAVY_IMPORT), process_cpu(LIGHT_IMPORT)
-        runs = (jobs.get("finetune", 0) + jobs.get("finetune_ablation", 0))  # groups
-        runs_total = _runs_of_default(config)
-        compute = estimated_compute(config, results["pretrain_epoch"],
-                                    results["finetune_epoch"], ingest_cpu * 7 / 2, runs_total)
+        runs = _runs_of_default(config)
+        ingest_cpu = results["ingest"].get("cpu_s", results["ingest"]["ingest_s"])
+        compute = estimated_compute(config, results["pretrain_epoch"], results["finetune_epoch"],
+                                    ingest_cpu * 2, runs)
         results["startup"] = {"import_cpu_torch_s": heavy_s, "import_cpu_light_s": light_s,
-                              "jobs": jobs, "finetune_groups": runs, "finetune_runs": runs_total,
+                              "jobs": jobs, "finetune_runs": runs,
                               **startup_share(jobs, heavy_s, light_s, compute)}
+        save(results)
         if not args.skip_tiny:
             tiny = workflow_copy(work / "tiny")
             tiny_args = ("--configfile", "tests/configs/tiny.yaml", "--replace-workflow-config")
-            tiny_jobs = planned_jobs(tiny, *tiny_args)
-            results["tiny_dag"] = {**measured_dag(tiny, tiny_jobs, heavy_s, light_s, tiny_args),
-                                   "target_wall_s": 90}
+            results["tiny_dag"] = {**measured_dag(tiny, planned_jobs(tiny, *tiny_args), heavy_s,
+                                                  light_s, tiny_args), "target_wall_s": 90}
+            save(results)
         if args.main_job:
-            results["main_job"] = {**measured_dag(workflow_copy(work / "main"), jobs, heavy_s,
-                                                  light_s, ()), "target_wall_s": 600}
+            main_dir = workflow_copy(work / "main")
+            results["main_job"] = {**measured_dag(main_dir, jobs, heavy_s, light_s, ()),
+                                   "target_wall_s": 600, "quality": quality(main_dir / "results")}
     report(results)
-    with atomic_path(OUT) as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+    save(results)
     print(f"wrote {OUT}")
     return results
 

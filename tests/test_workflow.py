@@ -168,3 +168,16 @@ def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
     assert (clone / "results/tables/table3.csv").read_text() == (
         tiny_run / "results/tables/table3.csv").read_text()
     assert planned_jobs(clone, "results/tables/table3.csv", *TINY_ARGS) == {}
+
+
+def test_jobs_that_write_tables_figures_and_quicklooks_do_not_import_torch():
+    # the modules behind `cromss tables | table4 | metrics-summary | figure pretrain-curves |
+    # figure class-iou | data inspect` (each its own job); torch costs seconds of start-up each
+    code = ("import sys, cromss.cli, cromss.report.cli, cromss.report.tables, "
+            "cromss.report.figures, cromss.data.inspect, cromss.training.cli; "
+            "cromss.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'xarray', 'segmentation_models_pytorch') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"

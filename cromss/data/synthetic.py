@@ -149,7 +149,7 @@ def write_ssl4eo_location(out: Path, settings: dict[str, Any], index: int, locat
 def write_label_off_grid(path: Path, label: np.ndarray, grid) -> None:  # noqa: ANN001
     """A DW label exported on its own grid: one pixel larger, origin 0.3 px off the image's."""
     from affine import Affine
-    own = grid * Affine.translation(0.3, 0.3)
+    own = grid @ Affine.translation(0.3, 0.3)
     write_tif(path, np.pad(label, ((0, 1), (0, 1)), mode="edge"), "EPSG:4326", own)
 
 

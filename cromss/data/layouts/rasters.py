@@ -131,7 +131,7 @@ def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool =
     work = padded.astype(np.float64) if not nearest else padded
     out = np.full((data.shape[0], *grid.shape), fill, dtype=work.dtype)
     src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
-    reproject(work, out, src_transform=source.affine * Affine.translation(-1, -1),
+    reproject(work, out, src_transform=source.affine @ Affine.translation(-1, -1),
               src_crs=CRS.from_epsg(source.epsg), dst_transform=grid.affine,
               dst_crs=CRS.from_epsg(grid.epsg), src_nodata=src_nodata, dst_nodata=fill,
               resampling=Resampling.nearest if nearest else Resampling.bilinear)

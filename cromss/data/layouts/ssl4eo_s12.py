@@ -101,7 +101,7 @@ def downloader_transform(first_centre: tuple[float, float], extent: tuple[float,
     from affine import Affine
     xres, yres = extent[0] / shape[1], extent[1] / shape[0]
     return (Affine.translation(first_centre[0] - xres / 2, first_centre[1] + yres / 2)
-            * Affine.scale(xres, -yres))
+            @ Affine.scale(xres, -yres))
 
 
 def write_season(folder: Path, bands: dict[str, np.ndarray], first_centre: tuple[float, float],

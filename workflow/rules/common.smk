@@ -1,5 +1,6 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
 import json
+import os
 import shlex
 
 from cromss.config import variant_settings

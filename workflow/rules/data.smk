@@ -31,7 +31,7 @@ rule real_download:
     params:
         settings=lambda w: as_json(config["data"].get("real", {})),
         source=lambda w: {"ssl4eo_s12": "ssl4eo"}.get(w.part, w.part),
-        raw=RAW,
+        raw=lambda w, output: os.path.dirname(output[0]),
     conda:
         CONDA_ENV
     log:

@@ -131,7 +131,9 @@ def fetch_inputs(wildcards):
 
 
 def local_tree_args():
-    """``--noldo PATH ...`` of the trees read in place."""
+    """``--noldo PATH ...`` of the trees read in place (real data only)."""
+    if SOURCE == "synthetic":
+        return ""
     return " ".join(f"--{part.replace('_', '-')} {shlex.quote(str(path))}"
                     for part, path in sorted(LOCAL.items()) if path)
 

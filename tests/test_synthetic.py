@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 from cromss.data import synthetic
-from cromss.data.layouts import noldo, ssl4eo_s12
+from cromss.data.layouts import ssl4eo_s12
 from cromss.data.store import open_arrays
 
 

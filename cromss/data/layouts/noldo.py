@@ -34,8 +34,8 @@ import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS, S2_MEAN
 from cromss.data.layouts import ssl4eo_s12
-from cromss.data.layouts.rasters import (Grid, Sample, check_on_grid, read_label_onto,
-                                         read_raster, resample_onto, write_tif)
+from cromss.data.layouts.rasters import (Sample, check_on_grid, read_label_onto, read_raster,
+                                         resample_onto, write_tif)
 
 SEASONS = 4
 NOL_DIR = "ssl4eo_s12_nol"

@@ -149,7 +149,7 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")  # one worker runs the tiny workflow once for all three
 def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
-    run_dvc_test_command("dvc", "commit", "-f", "workflow", cwd=tiny_run)
+    run_dvc_test_command("dvc", "commit", "-f", cwd=tiny_run)  # every stage
     run_dvc_test_command("git", "add", "dvc.lock", cwd=tiny_run)
     run_dvc_test_command("git", "commit", "-qm", "results", cwd=tiny_run)
     run_dvc_test_command("dvc", "push", cwd=tiny_run)

@@ -143,6 +143,6 @@ FIGURES = [
     f"{RESULTS}/figures/samples.png",
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
-    f"{RESULTS}/metrics/summary.json",
+    f"{RESULTS}/metrics/pretrain_curves.csv",
     *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES],
 ]

@@ -1,4 +1,4 @@
-# Figures for `snakemake --report results/report.html`, and the summary DVC reads as metrics/plots.
+# Figures for `snakemake --report results/report.html`, and the files DVC reads as metrics/plots.
 
 
 rule pretrain_figure:
@@ -54,8 +54,9 @@ rule metrics_summary:
         metrics=metrics_files(table_runs_all()),
         logs=expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
     output:
-        summary=f"{RESULTS}/metrics/summary.json",
-        curves=directory(f"{RESULTS}/metrics/pretrain"),
+        transfer=directory(f"{RESULTS}/metrics/transfer"),
+        pretrain=directory(f"{RESULTS}/metrics/pretrain"),
+        curves=f"{RESULTS}/metrics/pretrain_curves.csv",
     conda:
         CONDA_ENV
     log:
@@ -67,7 +68,8 @@ rule metrics_summary:
         runtime=5,
     shell:
         "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
-        " --summary {output.summary} --curves-dir {output.curves} > {log} 2>&1"
+        " --transfer-dir {output.transfer} --pretrain-dir {output.pretrain}"
+        " --curves {output.curves} > {log} 2>&1"
 
 
 rule samples_figure:

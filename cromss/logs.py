@@ -29,8 +29,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure(verbose: bool = False) -> None:
     """Timestamped lines on stderr (the job's log file under Snakemake)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
-                        force=True)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
 
 
 @functools.cache
@@ -69,6 +68,12 @@ def progress_line(what: str, done: int, total: int | None, values: Mapping[str, 
     pairs = ", ".join(f"{key} {format_value(value)}" for key, value in values.items()
                       if value is not None)
     return f"{what} {count}: {pairs}" if pairs else f"{what} {count}"
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
+    """``epoch 3/10: lr 0.005, train_loss 0.51, val_loss 0.61, ...`` of one log record (0-based)."""
+    return progress_line("epoch", int(record["epoch"]) + 1, epochs,
+                         {key: value for key, value in record.items() if key != "epoch"})
 
 
 def progress_bar(iterable: Iterable[T], **options: Any) -> Iterable[T]:

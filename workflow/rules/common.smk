@@ -1,9 +1,12 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
 import json
+import os
 
 from cromss.config import variant_settings
 
 CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
+# environment.post-deploy.sh installs the package from here into that env (README "Conda")
+os.environ.setdefault("CROMSS_SOURCE", os.path.abspath(workflow.basedir))
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"

@@ -265,6 +265,7 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         "weights": weights_name or source.weights, "encoder_file": encoder,
         "encoder_card": source.card, "setting": setting, "frozen_batchnorm": frozen_bn,
         "seed": seed, "settings": settings, "cromss_version": __version__,
+        "provenance": models.provenance(train),
     }
     checkpoint.save({"state_dict": model.state_dict(), "card": card}, out / "model.pt")
     with atomic_path(out / "log.jsonl") as tmp:

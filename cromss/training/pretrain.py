@@ -294,7 +294,8 @@ class Trainer:
 
     def write_outputs(self) -> None:
         if self.ctx.is_main:
-            models.save_model(self.out / MODEL, self.model, self.settings)
+            models.save_model(self.out / MODEL, self.model, self.settings,
+                              models.provenance(self.store))
             write_log(self.log, self.out / "log.jsonl")
             (self.out / CHECKPOINT).unlink(missing_ok=True)
         distributed.barrier(self.ctx)

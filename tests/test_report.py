@@ -20,10 +20,13 @@ from docutils.core import publish_parts
 from test_tables import PRETRAIN, REFERENCE_DFC, make_run
 
 from cromss.cli import main
+from cromss.config import load_settings, settings_param, variant_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_TEXTS = ROOT / "workflow" / "report"
 SNAKEFILE = f"""
+from cromss.config import settings_param
+
 configfile: "config.yaml"
 report: "{REPORT_TEXTS}/workflow.rst"
 
@@ -36,7 +39,7 @@ rule transfer_table:
         csv=report("results/tables/table{{number}}.csv", category="Tables",
                    caption="{REPORT_TEXTS}/table.rst", labels={{"table": "{{number}}"}}),
     params:
-        settings='{{"lr": 0.0005, "crop": {{"dw": 64}}}}',
+        settings=settings_param({{"lr": 0.0005, "crop": {{"dw": 64}}}}),
     shell: "cp {{input}} {{output.csv}}"
 """
 
@@ -92,3 +95,22 @@ def test_no_report_text_turns_a_dataset_name_into_a_mail_link(text: Path) -> Non
     body = re.sub(r"{%.*?%}|{{.*?}}", "x", text.read_text(), flags=re.S)
     body = re.sub(r"^\.\. csv-table::.*?(?=^\S|\Z)", "", body, flags=re.S | re.M)
     assert "mailto:" not in publish_parts(body, writer="html")["body"]
+
+
+def test_job_params_read_as_flow_yaml_in_the_report(report: tuple[Path, str]) -> None:
+    page, _ = report
+    assert "settings={crop: {dw: 64}, lr: 0.0005}" in page.read_text()
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml", "config/real.yaml",
+                                    "tests/configs/tiny.yaml"])
+def test_settings_params_round_trip_without_quotes(config: str) -> None:
+    import yaml
+
+    whole = yaml.safe_load((ROOT / config).read_text())
+    sections = [whole["data"], whole["finetune"], whole["pretrain"],
+                *(variant_settings(whole["pretrain"], v) for v in whole["pretrain"]["variants"])]
+    for section in sections:
+        text = settings_param(section)
+        assert '"' not in text and "\n" not in text
+        assert load_settings(text) == section

@@ -16,7 +16,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,31 +130,29 @@ def _settings(args: argparse.Namespace) -> Any:
         return f"unreadable ({err})"
 
 
-def job_header(args: argparse.Namespace, argv: list[str]) -> list[str]:
-    """The header lines of a job's log."""
-    lines = [f"version: {code_version()}",
-             f"command: cromss {shlex.join(argv)}",
-             f"working directory: {os.getcwd()}"]
+def job_header(args: argparse.Namespace, argv: list[str]) -> Iterator[str]:
+    """The header lines of a job's log, the cheap ones first (torch is imported for the device)."""
+    yield f"version: {code_version()}"
+    yield f"command: cromss {shlex.join(argv)}"
+    yield f"working directory: {os.getcwd()}"
     options = {key: value for key, value in vars(args).items()
                if key not in ("func", "settings", "verbose") and value not in (None, [], False)}
-    lines.append("options: " + ", ".join(f"{key}={format_value(value)}"
-                                         for key, value in options.items()))
+    yield "options: " + ", ".join(f"{key}={format_value(value)}" for key, value in options.items())
     settings = _settings(args)
     if isinstance(settings, dict):
-        lines += ["settings:"] + [f"  {key}: {format_value(value)}"
-                                  for key, value in sorted(settings.items())]
+        yield "settings:"
+        yield from (f"  {key}: {format_value(value)}" for key, value in sorted(settings.items()))
     elif settings is not None:
-        lines.append(f"settings: {settings}")
+        yield f"settings: {settings}"
     if "torch" in sys.modules or getattr(args, "threads", None) is not None:
         import torch
 
         if getattr(args, "threads", None):
             torch.set_num_threads(args.threads)
-        lines.append(f"device: {_device()}, torch {torch.__version__}, "
-                     f"{torch.get_num_threads()} threads")
-    lines.append(f"cpus: {len(os.sched_getaffinity(0))} available, python {sys.version.split()[0]}")
-    lines += [f"store {path}: {size}" for path, size in store_sizes(args).items()]
-    return lines
+        yield (f"device: {_device()}, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads")
+    yield f"cpus: {len(os.sched_getaffinity(0))} available, python {sys.version.split()[0]}"
+    yield from (f"store {path}: {size}" for path, size in store_sizes(args).items())
 
 
 def log_header(args: argparse.Namespace, argv: list[str]) -> None:

@@ -53,7 +53,7 @@ def test_every_job_log_starts_with_a_header_and_ends_with_its_time(
 def test_header_shows_settings_one_per_line_and_the_device(tmp_path: Path) -> None:
     args = argparse.Namespace(settings='{"lr": 0.0005, "crop": {"dw": 64}}', threads=1,
                               store=tmp_path / "none.zarr", func=None, verbose=False)
-    lines = logs.job_header(args, ["pretrain", "--threads", "1"])
+    lines = list(logs.job_header(args, ["pretrain", "--threads", "1"]))
     assert "settings:" in lines
     assert "  crop: {\"dw\": 64}" in lines and "  lr: 0.0005" in lines
     device = next(line for line in lines if line.startswith("device: "))

@@ -128,6 +128,12 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
         assert table.is_file() and len(table.read_text().splitlines()) >= 2
     assert (tiny_run / "results/figures/samples.png").stat().st_size > 10_000
     assert planned_jobs(tiny_run, *TINY_ARGS) == {}
+    job_logs = list((tiny_run / "results/logs").rglob("*.log"))
+    assert len(job_logs) > 40
+    for job_log in job_logs:  # every job's log opens with its header
+        assert "INFO cromss: version: cromss" in job_log.read_text().split("\n", 1)[0], job_log
+    snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
+    assert (tiny_run / "report.html").read_text().count("cromss-table") >= 4  # tables 1-4
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ PULL_SCRIPT = ROOT / "workflow" / "scripts" / "dvc_pull.sh"
 SNAKEFILE = """
 rule all:
     default_target: True
-    input: "results/tables/t.csv", "results/metrics/transfer"
+    input: "results/tables/t.csv", "results/metrics/transfer/dw_midF.json"
 
 rule data:
     input: "results/data/s.zarr"
@@ -53,12 +53,12 @@ rule table:
     input: "results/pretrain/m.txt"
     output:
         "results/tables/t.csv",
-        directory("results/metrics/transfer"),
+        "results/metrics/transfer/dw_midF.json",
         "results/metrics/pretrain_curves.csv",
     params: seeds=config["seeds"]
     shell:
-        "wc -c < {input} > {output[0]} && mkdir -p {output[1]} && "
-        "echo '{{\\"s2\\": {{\\"mIoU\\": 42.5}}}}' > {output[1]}/dw_midF.json && "
+        "wc -c < {input} > {output[0]} && "
+        "echo '{{\\"s2\\": {{\\"mIoU\\": 42.5}}}}' > {output[1]} && "
         "printf 'variant,epoch,val_loss\\\\nmidF,0,2.0\\\\nmidF,1,1.5\\\\n' > {output[2]}"
 """
 
@@ -192,6 +192,7 @@ def test_metrics_and_plots_show_after_pull(clone: Path) -> None:
     run("dvc", "pull", "-q", cwd=clone)
     metrics = json.loads(run("dvc", "metrics", "show", "--json", cwd=clone).stdout)
     (workspace,) = metrics.values()  # keyed "" (the workspace) in DVC 3
+    assert set(workspace["data"]) == {"results/metrics/transfer/dw_midF.json"}  # no stray file
     values = workspace["data"]["results/metrics/transfer/dw_midF.json"]["data"]
     assert values == {"s2": {"mIoU": 42.5}}
     run("dvc", "plots", "show", "-o", "plots", cwd=clone)

@@ -49,14 +49,20 @@ rule transfer_figure:
         " --out {output} > {log} 2>&1"
 
 
+# Plain files, not directory() outputs: DVC reads every file of these folders as metrics, and a
+# directory output's .snakemake_timestamp would be one.
 rule metrics_summary:
     input:
         metrics=metrics_files(table_runs_all()),
         logs=expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
     output:
-        transfer=directory(f"{RESULTS}/metrics/transfer"),
-        pretrain=directory(f"{RESULTS}/metrics/pretrain"),
+        transfer=sorted({f"{RESULTS}/metrics/transfer/{r['task']}_{r['weights']}.json"
+                         for r in table_runs_all()}),
+        pretrain=expand(f"{RESULTS}/metrics/pretrain/{{variant}}.json", variant=VARIANTS),
         curves=f"{RESULTS}/metrics/pretrain_curves.csv",
+    params:
+        transfer=f"{RESULTS}/metrics/transfer",
+        pretrain=f"{RESULTS}/metrics/pretrain",
     conda:
         CONDA_ENV
     log:
@@ -68,7 +74,7 @@ rule metrics_summary:
         runtime=5,
     shell:
         "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
-        " --transfer-dir {output.transfer} --pretrain-dir {output.pretrain}"
+        " --transfer-dir {params.transfer} --pretrain-dir {params.pretrain}"
         " --curves {output.curves} > {log} 2>&1"
 
 

@@ -60,9 +60,6 @@ rule metrics_summary:
                          for r in table_runs_all()}),
         pretrain=expand(f"{RESULTS}/metrics/pretrain/{{variant}}.json", variant=VARIANTS),
         curves=f"{RESULTS}/metrics/pretrain_curves.csv",
-    params:
-        transfer=f"{RESULTS}/metrics/transfer",
-        pretrain=f"{RESULTS}/metrics/pretrain",
     conda:
         CONDA_ENV
     log:
@@ -74,7 +71,7 @@ rule metrics_summary:
         runtime=5,
     shell:
         "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
-        " --transfer-dir {params.transfer} --pretrain-dir {params.pretrain}"
+        f" --transfer-dir {RESULTS}/metrics/transfer --pretrain-dir {RESULTS}/metrics/pretrain"
         " --curves {output.curves} > {log} 2>&1"
 
 

@@ -22,6 +22,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cromss import losses, models
+from cromss import logs, losses, models
 from cromss.atomic import atomic_path
 from cromss.cli import CromssError
 from cromss.constants import IGNORE_INDEX
@@ -287,7 +287,7 @@ class Trainer:
                                              self.seconds_before + time.perf_counter()
                                              - self.epoch_started))
                 if self.ctx.is_main:
-                    log.info("epoch %s: %s", self.epoch, json.dumps(self.log[-1]))
+                    log.info(logs.epoch_line(self.log[-1], self.settings["epochs"]))
                 self.epoch, self.step, self.totals = self.epoch + 1, 0, EpochTotals()
                 self.seconds_before = 0.0
                 if every > 0 and self.epoch % every == 0 and self.epoch < self.settings["epochs"]:
@@ -295,7 +295,8 @@ class Trainer:
 
     def write_outputs(self) -> None:
         if self.ctx.is_main:
-            models.save_model(self.out / MODEL, self.model, self.settings)
+            models.save_model(self.out / MODEL, self.model, self.settings,
+                              models.provenance(self.store))
             write_log(self.log, self.out / "log.jsonl")
             (self.out / CHECKPOINT).unlink(missing_ok=True)
         distributed.barrier(self.ctx)

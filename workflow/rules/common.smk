@@ -1,11 +1,12 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
-import json
 import os
 import shlex
 
-from cromss.config import variant_settings
+from cromss.config import settings_param, variant_settings
 
 CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
+# environment.post-deploy.sh installs the package from here into that env (README "Conda")
+os.environ.setdefault("CROMSS_SOURCE", os.path.abspath(workflow.basedir))
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
@@ -31,8 +32,9 @@ wildcard_constraints:
 
 
 def as_json(value):
-    """A config section as one shell-quotable JSON word (params: a change reruns the job)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """A config section as one line of flow-style YAML (JSON-compatible types) for ``params:``:
+    a change reruns the job, and the report shows it readably (cromss.config.settings_param)."""
+    return settings_param(value)
 
 
 def store(name):
@@ -190,6 +192,6 @@ FIGURES = [
     f"{RESULTS}/figures/samples.png",
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
-    f"{RESULTS}/metrics/summary.json",
+    f"{RESULTS}/metrics/pretrain_curves.csv",
     *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES],
 ]

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cromss import smoothing
-from cromss.constants import input_normalisation, s2_band_indices
+from cromss.constants import UINT8_MAX, input_normalisation, s2_band_indices
 from cromss.data.store import open_arrays
 
 MODALITIES = ("s1", "s2")
@@ -28,12 +28,14 @@ SIZE_MULTIPLE = 32
 
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Clip each band (axis 0) to mean +- 2 std and scale it to [0, 1] (method §1)."""
+    """The reference's input scaling (method §1; ``constants.NORMALISATION_RULE``): each band
+    (axis 0) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
+    levels, then divided by 255 (NaN stays NaN)."""
     mean = np.asarray(mean, dtype=np.float32)[:, None, None]
     std = np.asarray(std, dtype=np.float32)[:, None, None]
     low = mean - 2 * std
-    return ((np.clip(image.astype(np.float32), low, mean + 2 * std) - low) / (4 * std)).astype(
-        np.float32)
+    scaled = np.clip((image.astype(np.float32) - low) / (4 * std) * UINT8_MAX, 0, UINT8_MAX)
+    return (np.floor(scaled) / UINT8_MAX).astype(np.float32)
 
 
 def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:

@@ -100,18 +100,46 @@ def test_s2_input_selects_the_nine_bands_with_their_statistics():
 
 def test_transform_moves_images_labels_and_priors_together():
     array = np.arange(2 * 6 * 6).reshape(2, 6, 6)
-    t = datasets.Transform(top=1, left=2, size=4, flip_y=True, flip_x=False, rot90=1)
-    expected = np.rot90(array[:, 1:5, 2:6][:, ::-1, :], 1, axes=(1, 2))
-    np.testing.assert_array_equal(t(array), expected)
-    np.testing.assert_array_equal(t(array[0]), expected[0])
+    # albumentations' Flip codes: 0 vertical, 1 horizontal, -1 both
+    for flip, expected in ((0, array[:, 1:5, 2:6][:, ::-1, :]), (1, array[:, 1:5, 2:6][:, :, ::-1]),
+                           (-1, array[:, 1:5, 2:6][:, ::-1, ::-1])):
+        t = datasets.Transform(top=1, left=2, size=4, flip=flip)
+        np.testing.assert_array_equal(t(array), expected)
+        np.testing.assert_array_equal(t(array[0]), expected[0])
 
 
-def test_random_transform_rates_follow_the_probabilities():
+def test_rotation_is_bilinear_with_reflect_101_borders_and_nearest_for_labels():
+    """Against scipy's independent rotation (``mode="mirror"`` is OpenCV's BORDER_REFLECT_101)."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(0)
-    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(4000)]
-    assert abs(np.mean([d.flip_x for d in draws]) - 0.5) < 0.03
-    assert abs(np.mean([d.rot90 > 0 for d in draws]) - 0.2) < 0.03
-    assert {d.rot90 for d in draws} == {0, 1, 2, 3}
+    image = rng.normal(size=(3, 24, 24)).astype(np.float32)
+    for angle in (-73.0, 30.0, 90.0):
+        got = datasets.Transform(0, 0, 24, angle=angle)(image)
+        expected = np.stack([ndimage.rotate(band, angle, reshape=False, order=1, mode="mirror")
+                             for band in image])
+        np.testing.assert_allclose(got, expected, atol=2e-4)
+    np.testing.assert_allclose(datasets.Transform(0, 0, 24, angle=90.0)(image),
+                               np.rot90(image, 1, axes=(1, 2)), atol=1e-5)
+    labels = rng.integers(0, 9, (24, 24))
+    labels[:3] = IGNORE_INDEX
+    turned = datasets.Transform(0, 0, 24, angle=37.0)(labels)
+    assert turned.dtype == labels.dtype and set(np.unique(turned)) <= set(np.unique(labels))
+    expected = ndimage.rotate(labels, 37.0, reshape=False, order=0, mode="mirror")
+    assert np.mean(turned == expected) > 0.97  # nearest: ties at half-pixel positions may differ
+
+
+def test_random_transform_draws_follow_the_reference():
+    rng = np.random.default_rng(0)
+    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(6000)]
+    flips = [d.flip for d in draws]
+    assert abs(np.mean([f is not None for f in flips]) - 0.5) < 0.03
+    for code in (-1, 0, 1):  # one of vertical, horizontal or both, equally likely
+        assert abs(flips.count(code) / len(flips) - 0.5 / 3) < 0.02
+    angles = np.array([d.angle for d in draws if d.angle])
+    assert abs(len(angles) / len(draws) - 0.2) < 0.02
+    assert angles.min() >= -90 and angles.max() <= 90 and abs(angles.mean()) < 5
+    assert np.mean(np.abs(angles) % 90 > 1) > 0.9  # any angle, not quarter turns
     assert max(d.top for d in draws) == 12 and min(d.left for d in draws) == 0
     with pytest.raises(ValueError, match="larger"):
         datasets.random_transform(rng, 6, 6, 8, 0.5, 0.2)

@@ -1,5 +1,8 @@
 """Torch Datasets over the Zarr stores: season sampling, crops, flips, rotations, normalisation.
 
+Augmentation follows the reference (albumentations ``RandomCrop``, ``Flip(p=0.5)``, ``Rotate(p=0.2)``);
+``flip_p`` and ``rotate_p`` of the settings set the two probabilities.
+
 Every random choice of an item (season, crop window, flips, rotation) is drawn from a generator
 seeded with ``(seed, epoch, index)``, so an item is the same whichever worker or process loads it,
 and a resumed run sees exactly the data an uninterrupted one would. Zarr groups are opened lazily
@@ -8,6 +11,7 @@ in the process that reads them (never pickled into DataLoader workers).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
 from cromss.constants import UINT8_MAX, input_normalisation, s2_band_indices
@@ -46,39 +52,65 @@ def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
     return normalise(raw, norm["mean"], norm["std"])
 
 
+FLIP_AXES = {-1: (-2, -1), 0: (-2,), 1: (-1,)}
+"""albumentations' ``Flip`` codes (those of ``cv2.flip``): -1 both axes, 0 vertical, 1 horizontal."""
+ROTATE_LIMIT = 90.0
+"""albumentations' ``Rotate`` default: an angle drawn uniformly from [-90, 90] degrees."""
+
+
+def rotate(array: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate the last two axes counter-clockwise by ``angle`` degrees about the centre, as
+    albumentations' ``Rotate`` does: bilinear for floats, nearest for integer class maps, borders
+    filled by reflect-101 (``cv2.BORDER_REFLECT_101``, torch's ``reflect`` padding) and the same
+    size. The resampling is torchvision's ``v2.functional.rotate`` on the padded array."""
+    height, width = array.shape[-2:]
+    pad = math.ceil(max(height, width) * (math.sqrt(2) - 1) / 2) + 2  # a 45-degree corner
+    if pad >= min(height, width):
+        raise ValueError(f"{height}x{width} px is too small to rotate with reflected borders")
+    nearest = np.issubdtype(array.dtype, np.integer)
+    stack = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
+        -1, height, width)
+    padded = torch.nn.functional.pad(stack, (pad, pad, pad, pad), mode="reflect")
+    mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
+    turned = tv_functional.rotate(padded, float(angle), interpolation=mode)
+    out = turned[:, pad:pad + height, pad:pad + width].reshape(array.shape).numpy()
+    return np.rint(out).astype(array.dtype) if nearest else out
+
+
 @dataclass(frozen=True)
 class Transform:
-    """One random crop window followed by optional flips and a rotation by ``rot90`` quarter turns."""
+    """One crop window, then albumentations' ``Flip`` (code ``flip``, None for no flip), then its
+    ``Rotate`` by ``angle`` degrees (0 for none): the reference's ``RandomCrop``, ``Flip(p=0.5)``,
+    ``Rotate(p=0.2)`` in that order."""
 
     top: int
     left: int
     size: int
-    flip_y: bool = False
-    flip_x: bool = False
-    rot90: int = 0
+    flip: int | None = None
+    angle: float = 0.0
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
-        """Apply to the last two axes of ``array``; the same call transforms images, labels, priors."""
+        """Apply to the last two axes of ``array``; the same call transforms images, soft targets
+        (bilinear) and integer labels (nearest)."""
         out = array[..., self.top:self.top + self.size, self.left:self.left + self.size]
-        if self.flip_y:
-            out = out[..., ::-1, :]
-        if self.flip_x:
-            out = out[..., :, ::-1]
-        if self.rot90:
-            out = np.rot90(out, self.rot90, axes=(-2, -1))
+        if self.flip is not None:
+            out = np.flip(out, FLIP_AXES[self.flip])
+        if self.angle:
+            return rotate(out, self.angle)
         return np.ascontiguousarray(out)
 
 
 def random_transform(rng: np.random.Generator, height: int, width: int, crop: int,
                      flip_p: float, rotate_p: float) -> Transform:
-    """A random crop of side ``crop``, flips with ``flip_p`` each, a 90/180/270 rotation with ``rotate_p``."""
+    """A random crop of side ``crop``; with ``flip_p`` a flip of one of the three kinds (vertical,
+    horizontal, both, equally likely); with ``rotate_p`` a rotation by U(-90, 90) degrees."""
     if crop > min(height, width):
         raise ValueError(f"crop {crop} is larger than the {height}x{width} images")
     top = int(rng.integers(height - crop + 1))
     left = int(rng.integers(width - crop + 1))
-    flip_y, flip_x = (bool(v) for v in rng.random(2) < flip_p)
-    rot90 = int(rng.integers(1, 4)) if rng.random() < rotate_p else 0
-    return Transform(top, left, crop, flip_y, flip_x, rot90)
+    flip = int(rng.integers(-1, 2)) if rng.random() < flip_p else None
+    angle = float(rng.uniform(-ROTATE_LIMIT, ROTATE_LIMIT)) if rng.random() < rotate_p else 0.0
+    return Transform(top, left, crop, flip, angle)
 
 
 def centre_transform(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> Transform:

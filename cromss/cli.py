@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "cromss.data.cli",
     "cromss.sources.cli",
     "cromss.training.cli",
+    "cromss.release",
     "cromss.report.cli",
 )
 

@@ -222,3 +222,28 @@ def test_segmentation_dataset_whole_tile_for_evaluation(store):
         datasets.SegmentationDataset(store, modality="s3")
     with pytest.raises(FileNotFoundError, match="no such Zarr store"):
         datasets.SegmentationDataset(store.parent / "missing.zarr", modality="s1")
+
+
+def test_a_rotated_item_gets_a_bilinear_prior_and_a_nearest_hard_label(store):
+    """The reference rotates the smoothing prior with the image (bilinear) and the label with
+    nearest neighbours, then mixes Z' = (1 - a - b) one_hot(label) + prior part."""
+    settings = {**PRETRAIN_SETTINGS, "rotate_p": 1.0}
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], settings)
+    item = ds[2]
+    rng = np.random.default_rng((3, 0, 2))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 1.0)
+    assert t.angle
+    from cromss.data.store import open_arrays
+    labels = np.asarray(open_arrays(store)["label"][2, season])
+    soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(
+        np.asarray(open_arrays(store)["label"][2:3])), [season], 9, alpha=0.15, beta=0.05)[0].numpy()
+    hard_full = datasets.one_hot(labels, 9)
+    expected = t(soft_full - 0.8 * hard_full) + 0.8 * datasets.one_hot(t(labels), 9)
+    np.testing.assert_array_equal(item["label"].numpy(), t(labels))
+    np.testing.assert_allclose(item["soft"].numpy(), expected, atol=1e-5)
+    valid = item["label"] != IGNORE_INDEX
+    torch.testing.assert_close(item["soft"].sum(0)[valid], torch.ones(int(valid.sum())))
+    # the hard part is exactly the moved label's class, never a blend of two classes
+    top = item["soft"].max(0).values[valid]
+    assert (top >= 0.8).all()

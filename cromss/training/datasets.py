@@ -212,9 +212,24 @@ class PretrainDataset(_StoreDataset):
             if self.has_truth:
                 item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
             item = {key: transform(value) for key, value in item.items()}
-            item["soft"] = replace(transform, top=0, left=0)(target)  # already cropped
+            item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})
         return items
+
+    def _moved_target(self, target: np.ndarray, labels: np.ndarray, moved_labels: np.ndarray,
+                      transform: Transform) -> np.ndarray:
+        """The (already cropped) target flipped and rotated as the reference moves it: its prior
+        part like the image (bilinear), its hard part (1 - alpha - beta) Z, or all of it without
+        smoothing, as the one-hot of the nearest-neighbour moved labels."""
+        moved = replace(transform, top=0, left=0)
+        if not transform.angle:
+            return moved(target)  # flips move hard and prior parts alike
+        smoothed = self.train and self.smoothing.get("enabled", True)
+        hard = 1.0 - (self.smoothing.get("alpha", 0.15) + self.smoothing.get("beta", 0.05)
+                      if smoothed else 0.0)
+        cropped = Transform(transform.top, transform.left, transform.size)(labels)
+        prior = target - hard * one_hot(cropped, self.num_classes)
+        return moved(prior) + hard * one_hot(moved_labels, self.num_classes)
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:
         """The season and transform of sample ``index``, from its own seeded generator."""

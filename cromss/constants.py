@@ -77,8 +77,11 @@ Transfer: the reference's ``dataset/dwosm_dataset_lmdb.py`` (defaults ``s1_norma
 ``s2_normalize`` False, as its training scripts run it): ``img_clip`` maps each band with the
 SSL4EO-S12 statistics to [0, 255], clips and casts to uint8 (truncation), then ``/255``.
 Pretraining: ``dataset/ssl4eo_dataset_lmdb.py`` (``normalize`` False) reads the SSL4EO-S12 uint8
-release (``0k_251k_uint8``), made with the same per-band mean +- 2 std rule and statistics, and
-divides by 255. No standardisation follows; the 9-band inputs take the same per-band statistics.
+release (``0k_251k_uint8_jpeg_tif``) and divides by 255. That release is taken to use the same
+per-band mean +- 2 std rule and statistics: the reference's own inverse (its ``normalize``:
+``mean - 2 std + x (4 std) / 255``) assumes it, and SSL4EO-S12's conversion applies it to S1 (its
+script's un-normalised S2 branch, ``DN / 10000 * 255``, is the one open doubt). No standardisation
+follows; the 9-band inputs take the same per-band statistics.
 """
 INPUT_SCALING = {
     "rule": NORMALISATION_RULE,

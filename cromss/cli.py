@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cromss.data.cli",
     "cromss.sources.cli",
     "cromss.training.cli",
+    "cromss.release",
     "cromss.report.cli",
 )
 

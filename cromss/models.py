@@ -224,11 +224,13 @@ def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]
 
 
 def read_weights(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
-    """A dict saved with ``torch.save``, loaded with ``weights_only=True``, that has ``keys``."""
+    """A dict saved with ``torch.save``, read by ``checkpoint.load`` (``weights_only``), with ``keys``."""
+    from cromss.training import checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = checkpoint.load(path)
     if not isinstance(payload, dict) or not set(keys) <= set(payload):
         raise ValueError(f"{path}: is no {what} (expected keys {', '.join(map(repr, keys))})")
     return payload

@@ -90,21 +90,23 @@ def _write_table(table, markdown: str, out: Path) -> None:
 
 def run_tables(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.markdown import transfer_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     runs = [tables.load_run(p) for p in args.metrics]
     table = tables.transfer_table(runs, tables.load_reference(args.reference), args.task,
                                   variants, args.encoder)
-    _write_table(table, tables.transfer_markdown(table, TABLE_TITLES[args.task]), args.out)
+    _write_table(table, transfer_markdown(table, TABLE_TITLES[args.task]), args.out)
 
 
 def run_table4(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.markdown import ablation_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     table = tables.ablation_table(_logs(args.pretrain_logs), variants,
                                   [tables.load_run(p) for p in args.metrics])
-    _write_table(table, tables.ablation_markdown(table, "Table 4: ablation on this run"), args.out)
+    _write_table(table, ablation_markdown(table, "Table 4: ablation on this run"), args.out)
 
 
 def run_figure(args: argparse.Namespace) -> None:

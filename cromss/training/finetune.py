@@ -77,9 +77,11 @@ def expected_bands(modality: str) -> tuple[int, ...]:
 
 
 def input_bands(state_dict: dict[str, torch.Tensor], source: str) -> int:
-    if "conv1.weight" not in state_dict:
-        raise ValueError(f"{source}: encoder state dict has no conv1.weight")
-    return int(state_dict["conv1.weight"].shape[1])
+    """Input channels of the first convolution (the first 4-D weight: ResNet's conv1 and others)."""
+    first = next((v for k, v in state_dict.items() if k.endswith("weight") and v.dim() == 4), None)
+    if first is None:
+        raise ValueError(f"{source}: encoder state dict has no convolution weight")
+    return int(first.shape[1])
 
 
 def released_encoder(state_dict: dict[str, torch.Tensor], modality: str,

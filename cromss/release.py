@@ -154,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``cromss release-encoders``."""
     p = subparsers.add_parser("release-encoders", help="fetch a released CromSS checkpoint and "
                               "write its S1 and S2 encoders with model cards")
-    p.add_argument("--name", required=True, choices=RELEASES)
+    p.add_argument("--name", required=True, choices=RELEASES, help="released checkpoint")
     p.add_argument("--settings", help="data.real settings (JSON text or a YAML/JSON file)")
     p.add_argument("--out", type=Path, required=True, help="writes OUT/encoder_{s1,s2}.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

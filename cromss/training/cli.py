@@ -118,11 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("finetune-group", help="all settings and seeds of one task, modality "
                               "and encoder in one process, each run evaluated as it completes")
-    p.add_argument("--task", choices=sorted(TASKS), required=True)
-    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--task", choices=sorted(TASKS), required=True, help="downstream task")
+    p.add_argument("--modality", choices=("s1", "s2"), required=True, help="input modality")
     p.add_argument("--encoder", required=True, help="encoder file or 'random'")
-    p.add_argument("--setting", choices=("frozen", "finetuned"), nargs="+", required=True)
-    p.add_argument("--seed", type=int, nargs="+", required=True)
+    p.add_argument("--setting", choices=("frozen", "finetuned"), nargs="+", required=True,
+                   help="encoder settings to run, one run per setting and seed")
+    p.add_argument("--seed", type=int, nargs="+", required=True, help="seeds to run")
     p.add_argument("--train", type=Path, required=True, help="training Zarr store of the task")
     p.add_argument("--test", type=Path, required=True, help="test Zarr store of the task")
     p.add_argument("--settings", required=True, help="finetune settings (JSON or file)")

@@ -19,7 +19,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from cromss.training.pretrain import pretrain
 
     _threads(args.threads)
-    pretrain(args.store, load_settings(args.settings), args.out)
+    pretrain(args.store, load_settings(args.settings, "pretrain"), args.out)
     return 0
 
 
@@ -29,7 +29,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     finetune(task=args.task, modality=args.modality, encoder=args.encoder, setting=args.setting,
-             seed=args.seed, train=args.train, settings=load_settings(args.settings),
+             seed=args.seed, train=args.train, settings=load_settings(args.settings, "finetune"),
              out=args.out, weights_name=args.weights_name)
     if args.test:
         from cromss.training.finetune import evaluate

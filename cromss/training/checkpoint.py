@@ -63,7 +63,11 @@ def save(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """
     require_finite(payload, f"the state to save to {path}", path, floats=False)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            with open(tmp, "wb") as handle:  # a Python file: disk full is an OSError, not
+                torch.save(payload, handle)  # torch's "unexpected pos" RuntimeError
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def write_log(records: list[dict[str, Any]], path: str | os.PathLike) -> None:

@@ -116,15 +116,21 @@ def ingest(store: str, raw: str | os.PathLike, out: str | os.PathLike, batch_siz
         raise FileNotFoundError(f"{raw}: no samples of {store} found")
     attrs = store_attrs(dataset=spec.dataset, split=spec.split, classes=spec.classes,
                         colors=spec.colors, label_remap=spec.remap, source=str(raw))
-    attrs["s1_nodata_pixels"] = 0
+    attrs["s1_nodata_pixels"] = attrs["s2_nodata_pixels"] = 0
     with StoreWriter(out, attrs) as writer:
         for chunk in _chunks((_checked(sample, spec) for sample in samples), batch_size):
             batch = _batch(chunk, spec)
             writer.attrs["s1_nodata_pixels"] += int(batch["s1_nodata"].sum())
+            writer.attrs["s2_nodata_pixels"] += int(batch["s2_nodata"].sum())
             writer.append(batch)
             log.info("%s: %d / %d samples", store, writer.num_samples, total)
     nodata = writer.attrs["s1_nodata_pixels"]
     if nodata:
         log.warning("%s: %d S1 pixels without data were filled with the band mean and flagged "
                     "in s1_nodata", store, nodata)
-    return {"samples": writer.num_samples, "s1_nodata_pixels": nodata}
+    if writer.attrs["s2_nodata_pixels"]:
+        log.warning("%s: %d S2 pixels without data (NaN) were stored as 0, flagged in s2_nodata "
+                    "and their labels are ignored in training", store,
+                    writer.attrs["s2_nodata_pixels"])
+    return {"samples": writer.num_samples, "s1_nodata_pixels": nodata,
+            "s2_nodata_pixels": writer.attrs["s2_nodata_pixels"]}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS
+from cromss.data.store import s2_digital_numbers
 
 S2_NAME = re.compile(r"^(\d{8}T\d{6})_\d{8}T\d{6}_T\d{2}[A-Z]{3}$")
 S1_NAME = re.compile(r"^S1[ABCD]_IW_GRDH_1S[DS][VH]_(\d{8}T\d{6})_\d{8}T\d{6}_.+$")
@@ -160,7 +161,7 @@ def read_s2_season(folder: Path) -> tuple[np.ndarray, Grid, Path]:
         path = folder / f"{band}.tif"
         data, band_grid = read_raster(path, count=1, out_shape=grid.shape)
         check_same_grid(grid, band_grid, reference, path)
-        bands.append(data[0])
+        bands.append(s2_digital_numbers(data, path)[0])
     return np.stack(bands), grid, reference
 
 
@@ -226,6 +227,7 @@ def iter_nol(raw: Path) -> tuple[int, Iterator[Sample]]:
 def read_tile(sample_id: str, s1_path: Path, s2_path: Path, label_path: Path) -> Sample:
     """One single-season tile from its S1 (2 bands), S2 (13 bands) and label files."""
     s2, grid = read_raster(s2_path, count=len(S2_BANDS))
+    s2 = s2_digital_numbers(s2, s2_path)
     s1, s1_grid = read_raster(s1_path, count=len(S1_BANDS))
     check_same_grid(grid, s1_grid, s2_path, s1_path)
     label, label_grid = read_raster(label_path, count=1)

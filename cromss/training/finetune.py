@@ -10,6 +10,10 @@ then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored.
 
 Encoders come from this workflow's ``encoder_{s1,s2}.pt`` files, the released CromSS Lightning
 checkpoints, a plain encoder state dict, or ``random``.
+
+``out/checkpoint.pt`` is written every ``checkpoint_every`` epochs and on SIGTERM / SIGINT; the same
+command resumes from it (a checkpoint of other settings, seed or encoder is refused) and, on CPU,
+ends with the weights of an uninterrupted run. Non-finite losses or weights stop the run.
 """
 
 from __future__ import annotations
@@ -288,14 +292,15 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
 def run_identity(*, task: str, modality: str, encoder: str, setting: str, seed: int,
                  settings: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint must share with the command that resumes it: the settings, the run's
-    arguments and the encoder file's SHA-256 (a re-pretrained encoder is another run)."""
+    arguments and the encoder file's SHA-256 (a re-pretrained encoder is another run; a moved
+    file is the same)."""
     if encoder == "random":
         digest = "random"
     else:
         with open(encoder, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return {**settings, "task": task, "modality": modality, "encoder_file": encoder,
-            "encoder_sha256": digest, "setting": setting, "seed": seed}
+    return {**settings, "task": task, "modality": modality, "encoder_sha256": digest,
+            "setting": setting, "seed": seed}
 
 
 # -- evaluation ----------------------------------------------------------------------------------

@@ -21,8 +21,17 @@ FINETUNE_MATRIX = ("tasks", "modalities", "weights", "settings", "seeds", "ablat
 """Keys of the config's ``finetune`` section that choose the jobs rather than configure one."""
 
 
+def settings_param(value: Any) -> str:
+    """A config section as one line of flow-style YAML, e.g. ``{crop: 64, lr: 0.005}``: what
+    Snakemake passes as ``params:`` (a change reruns the job) and shows in the report's job
+    parameters, readable and without escaped quotes; :func:`load_settings` reads it back."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=True,
+                          width=float("inf")).strip()
+
+
 def load_settings(text_or_path: str | None, section: str | None = None) -> dict[str, Any]:
-    """Parse ``--settings``: inline JSON (starting with ``{``) or a path to a YAML/JSON file.
+    """Parse ``--settings``: inline JSON or flow-style YAML (starting with ``{``, as
+    :func:`settings_param` writes it) or a path to a YAML/JSON file.
 
     With ``section`` (see :func:`section_schema`) the settings are validated and completed.
     """
@@ -30,7 +39,13 @@ def load_settings(text_or_path: str | None, section: str | None = None) -> dict[
     if not text_or_path:
         data: Any = {}
     elif text_or_path.lstrip().startswith("{"):
-        data = _parse(json.loads, text_or_path, source)
+        try:
+            data = json.loads(text_or_path)
+        except json.JSONDecodeError as err:
+            try:
+                data = yaml.safe_load(text_or_path)
+            except yaml.YAMLError:
+                raise ValueError(f"{source}: not valid JSON ({err}) nor flow-style YAML") from err
     else:
         path = Path(text_or_path)
         if not path.is_file():

@@ -46,11 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         logs.log_header(args, argv)
         status = int(args.func(args) or 0)
-    except (CromssError, FileNotFoundError, ValueError) as err:
+    except (CromssError, ValueError) as err:
         print(f"cromss {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, read-only, permissions, missing files: one line, no traceback
+        print(f"cromss {args.command}: error: {os_error_message(err)}", file=sys.stderr)
         return 2
     logging.getLogger("cromss").info("finished in %.1f s", time.perf_counter() - started)
     return status
+
+
+def os_error_message(err: OSError) -> str:
+    """``PATH: cause`` (e.g. ``/data/nol.zarr/s2/c/0: no space left on device``) of an OSError."""
+    if not (err.strerror and err.filename):
+        return str(err)
+    paths = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+    return f"{paths}: {err.strerror[0].lower()}{err.strerror[1:]}"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Snakemake validates the whole config against ``workflow/schemas/config.schema.yaml`` and hands each
 job the section it depends on as JSON through ``params:``, so a changed value reruns exactly the
-jobs that read it.
+jobs that read it. The CLI validates ``--settings`` against the same schema (:func:`validate`), so
+a misspelt key, a string where a number belongs or a negative epoch count is refused with its source
+named, and fills in the schema's defaults as Snakemake does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from typing import Any
 
 import yaml
 
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+FINETUNE_MATRIX = ("tasks", "modalities", "weights", "settings", "seeds", "ablation")
+"""Keys of the config's ``finetune`` section that choose the jobs rather than configure one."""
+
 
 def settings_param(value: Any) -> str:
     """A config section as one line of flow-style YAML, e.g. ``{crop: 64, lr: 0.005}``: what
@@ -23,25 +29,109 @@ def settings_param(value: Any) -> str:
                           width=float("inf")).strip()
 
 
-def load_settings(text_or_path: str | None) -> dict[str, Any]:
+def load_settings(text_or_path: str | None, section: str | None = None) -> dict[str, Any]:
     """Parse ``--settings``: inline JSON or flow-style YAML (starting with ``{``, as
-    :func:`settings_param` writes it) or a path to a YAML/JSON file."""
+    :func:`settings_param` writes it) or a path to a YAML/JSON file.
+
+    With ``section`` (see :func:`section_schema`) the settings are validated and completed.
+    """
+    source = settings_source(text_or_path)
     if not text_or_path:
-        return {}
-    if text_or_path.lstrip().startswith("{"):
+        data: Any = {}
+    elif text_or_path.lstrip().startswith("{"):
         try:
-            return json.loads(text_or_path)
-        except json.JSONDecodeError:
-            return yaml.safe_load(text_or_path)
-    path = Path(text_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: settings file not found")
-    text = path.read_text()
-    # YAML 1.1 reads JSON's 1e-08 as a string: parse JSON files as JSON
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            data = json.loads(text_or_path)
+        except json.JSONDecodeError as err:
+            try:
+                data = yaml.safe_load(text_or_path)
+            except yaml.YAMLError:
+                raise ValueError(f"{source}: not valid JSON ({err}) nor flow-style YAML") from err
+    else:
+        path = Path(text_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: settings file not found")
+        # YAML 1.1 reads JSON's 1e-08 as a string: parse JSON files as JSON
+        data = _parse(json.loads if path.suffix == ".json" else yaml.safe_load, path.read_text(),
+                      source)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: settings must be a mapping, not {type(data).__name__}")
-    return data
+        raise ValueError(f"{source}: settings must be a mapping, not {type(data).__name__}")
+    return validate(data, section, source) if section else data
+
+
+def settings_source(text_or_path: str | None) -> str:
+    """How error messages name a ``--settings`` value: the file, or inline JSON."""
+    if not text_or_path:
+        return "--settings (empty)"
+    return "--settings (inline JSON)" if text_or_path.lstrip().startswith("{") else text_or_path
+
+
+def _parse(parser, text: str, source: str) -> Any:
+    try:
+        return parser(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{source}: not valid {'JSON' if parser is json.loads else 'YAML'}: "
+                         f"{err}") from err
+
+
+def section_schema(section: str) -> dict[str, Any]:
+    """The JSON schema of what one CLI command reads, cut from the workflow's config schema:
+    ``pretrain`` (one variant: the shared keys, the variant's and its ``name``), ``finetune`` (one
+    run: the section without the job matrix, plus the random-init ``encoder``), ``synthetic`` and
+    ``real`` (``data.synthetic``, ``data.real``)."""
+    root = yaml.safe_load(SCHEMA.read_text())
+    props = root["properties"]
+    if section == "pretrain":
+        base, variant = props["pretrain"], root["definitions"]["variant"]
+        shared = {k: v for k, v in base["properties"].items() if k != "variants"}
+        schema = {**base, "properties": {**variant["properties"], **shared,
+                                         "name": {"type": "string"}},
+                  "required": [k for k in base["required"] if k != "variants"]
+                  + variant["required"]}
+    elif section == "finetune":
+        base = props["finetune"]
+        schema = {**base, "properties": {**{k: v for k, v in base["properties"].items()
+                                            if k not in FINETUNE_MATRIX},
+                                         "encoder": {"type": "string"}},
+                  "required": [k for k in base["required"] if k not in FINETUNE_MATRIX]}
+    elif section in ("synthetic", "real"):
+        schema = props["data"]["properties"][section]
+    else:
+        raise ValueError(f"unknown settings section {section!r}")
+    return {"$schema": root["$schema"], "definitions": root["definitions"], **schema}
+
+
+def validate(settings: dict[str, Any], section: str, source: str) -> dict[str, Any]:
+    """``settings`` checked against :func:`section_schema` and completed with its defaults.
+
+    Every violation is listed in one ValueError that names ``source`` and the key.
+    """
+    import jsonschema
+
+    schema = section_schema(section)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(settings), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
+        raise ValueError(f"{source}: invalid {section} settings:\n  " + "\n  ".join(lines))
+    return _with_defaults(settings, schema, schema)
+
+
+def _with_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Fill the ``default`` of every absent property, recursing into given mappings."""
+    if "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if not isinstance(value, dict) or "properties" not in schema:
+        return value
+    filled = copy.deepcopy(value)
+    for key, sub in schema["properties"].items():
+        if key in filled:
+            filled[key] = _with_defaults(filled[key], sub, root)
+        elif "default" in sub:
+            filled[key] = copy.deepcopy(sub["default"])
+    return filled
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 import cromss
-from cromss.atomic import atomic_path
 from cromss.constants import DW_CLASSES, S1_BANDS, input_normalisation, s2_band_indices
+from cromss.training import checkpoint
 
 FUSIONS = ("single_s1", "single_s2", "middle", "late")
 MODALITIES = ("s1", "s2")
@@ -206,8 +206,7 @@ def save_encoder(path: str | Path, model: CromssModel, modality: str,
                  settings: Mapping[str, Any], origin: Mapping[str, Any] | None = None) -> Path:
     """Write one modality's encoder and card to ``path`` atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(encoder_checkpoint(model, modality, settings, origin), tmp)
+    checkpoint.save(encoder_checkpoint(model, modality, settings, origin), path)
     return path
 
 
@@ -217,9 +216,8 @@ def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]
     :func:`provenance` atomically."""
     path = Path(path)
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "settings": json.loads(json.dumps(settings)),
-                    "provenance": json.loads(json.dumps(dict(origin or provenance())))}, tmp)
+    checkpoint.save({"state_dict": state, "settings": json.loads(json.dumps(settings)),
+                     "provenance": json.loads(json.dumps(dict(origin or provenance())))}, path)
     return path
 
 

@@ -2,13 +2,19 @@
 
 ``LoopbackServer(root)`` binds 127.0.0.1 on a free port in a background thread. Faults are
 injected per URL path: ``drop_after[path] = n`` closes the connection after ``n`` body bytes (once),
-``fail_first[path] = k`` answers 503 to the first ``k`` requests. ``post_routes[path]`` maps a
-POST path to a function of the JSON body returning a JSON-able answer (a tiny STAC ``/search``).
-Every request is logged as ``(method, path, Range header)`` in ``requests``.
+``fail_first[path] = k`` answers 503 to the first ``k`` requests, ``replace_after_drop[path] =
+data`` changes the file once its connection was dropped, ``no_length`` (paths) sends bodies without
+``Content-Length``, delimited by closing the connection, ``no_ranges`` (paths) ignores ``Range``,
+``redirects[path] = other`` answers 302 to ``other``. Files carry an ``ETag`` (their SHA-256), and
+``If-Range`` is honoured: a Range with a stale validator gets the whole new file (200).
+``post_routes[path]`` maps a POST path to a function of the JSON body returning a JSON-able answer
+(a tiny STAC ``/search``). Every request is logged as ``(method, path, Range header)`` in
+``requests``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -26,6 +32,10 @@ class LoopbackServer:
         self.root = Path(root)
         self.drop_after: dict[str, int] = {}
         self.fail_first: dict[str, int] = {}
+        self.replace_after_drop: dict[str, bytes] = {}
+        self.no_length: set[str] = set()
+        self.no_ranges: set[str] = set()
+        self.redirects: dict[str, str] = {}
         self.post_routes: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -83,6 +93,9 @@ class LoopbackServer:
                 path = self._path()
                 ranged = self.headers.get("Range")
                 server.requests.append((self.command, path, ranged))
+                if path in server.redirects:
+                    self._send(302, b"", {"Location": server.redirects[path]})
+                    return
                 if server.fail_first.get(path, 0) > 0:
                     server.fail_first[path] -= 1
                     self._send(503, b"busy", {})
@@ -93,10 +106,14 @@ class LoopbackServer:
                     return
                 data = file.read_bytes()
                 kind = "application/json" if file.suffix == ".json" else "application/octet-stream"
+                etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
                 match = RANGE.match(ranged or "")
+                if_range = self.headers.get("If-Range")
+                if path in server.no_ranges or (if_range is not None and if_range != etag):
+                    match = None
                 if match is None:
                     status, start, body = 200, 0, data
-                    headers = {"Content-Type": kind, "Accept-Ranges": "bytes"}
+                    headers = {"Content-Type": kind, "Accept-Ranges": "bytes", "ETag": etag}
                 else:
                     start = int(match[1])
                     end = int(match[2]) if match[2] else len(data) - 1
@@ -104,16 +121,20 @@ class LoopbackServer:
                         self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
                         return
                     status, body = 206, data[start:end + 1]
-                    headers = {"Content-Type": kind,
+                    headers = {"Content-Type": kind, "ETag": etag,
                                "Content-Range": f"bytes {start}-{start + len(body) - 1}/{len(data)}"}
                 cut = server.drop_after.pop(path, None)
-                if cut is None or self.command == "HEAD":
+                if (cut is None and path not in server.no_length) or self.command == "HEAD":
                     self._send(status, body, headers)
                     return
                 self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                if path not in server.no_length:
+                    headers["Content-Length"] = str(len(body))
+                for key, value in {**headers, "Connection": "close"}.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if cut is not None and path in server.replace_after_drop:
+                    file.write_bytes(server.replace_after_drop.pop(path))  # before the next try
                 self.wfile.write(body[:cut])
                 self.wfile.flush()
                 self.close_connection = True

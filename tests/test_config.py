@@ -34,3 +34,57 @@ def test_variant_overrides_merge_into_the_shared_settings():
     with pytest.raises(ValueError, match="unknown pretraining variant 'x'"):
         variant_settings(pretrain, "x")
     assert deep_merge({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
+
+
+FINETUNE = {"epochs": 2, "lr": 0.01, "batch_size": 4, "crop": {"dfc2020": 32}, "encoder": "resnet18"}
+PRETRAIN = {"name": "midF", "fusion": "middle", "encoder": "resnet18", "epochs": 2, "batch_size": 4,
+            "crop": 32}
+
+
+@pytest.mark.parametrize("section,settings,message", [
+    ("finetune", {**FINETUNE, "epochs": -1}, r"epochs: -1 is less than the minimum of 1"),
+    ("finetune", {**FINETUNE, "learning_rate": 0.1}, r"'learning_rate' was unexpected"),
+    ("finetune", {**FINETUNE, "lr": "0.01"}, r"lr: '0.01' is not of type 'number'"),
+    ("pretrain", {k: v for k, v in PRETRAIN.items() if k != "epochs"},
+     r"'epochs' is a required property"),
+    ("pretrain", {**PRETRAIN, "selection": {"keep": 2}}, r"selection.keep: 2 is greater than"),
+    ("synthetic", {"tile_size": 8}, r"tile_size: 8 is less than the minimum of 32"),
+])
+def test_cli_settings_are_checked_against_the_workflow_schema(tmp_path, section, settings,
+                                                              message):
+    with pytest.raises(ValueError, match=r"(?s)--settings \(inline JSON\): invalid .*" + message):
+        load_settings(json.dumps(settings), section)
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=rf"{path}: invalid {section} settings"):
+        load_settings(str(path), section)
+
+
+def test_valid_cli_settings_get_the_schema_defaults():
+    settings = load_settings(json.dumps(FINETUNE), "finetune")
+    assert settings["checkpoint_every"] == 1 and settings["min_lr"] == 1.0e-5
+    assert settings["lr"] == 0.01  # given values win
+    pretrain = load_settings(json.dumps(PRETRAIN), "pretrain")
+    assert pretrain["selection"] == {"enabled": True, "ramp_epochs": 80, "keep": 0.5}
+    partial = load_settings(json.dumps({**PRETRAIN, "selection": {"keep": 0.3}}), "pretrain")
+    assert partial["selection"] == {"enabled": True, "ramp_epochs": 80, "keep": 0.3}
+
+
+def test_broken_settings_name_their_source(tmp_path):
+    with pytest.raises(ValueError, match=r"--settings \(inline JSON\): not valid JSON"):
+        load_settings('{"epochs": 2,', "finetune")
+    (tmp_path / "s.json").write_text('{"epochs": }')
+    with pytest.raises(ValueError, match=r"s\.json: not valid JSON"):
+        load_settings(str(tmp_path / "s.json"))
+    (tmp_path / "s.yaml").write_text("epochs: [1,\n")
+    with pytest.raises(ValueError, match=r"s\.yaml: not valid YAML"):
+        load_settings(str(tmp_path / "s.yaml"))
+
+
+def test_the_cli_refuses_negative_epochs_before_training(tmp_path, capsys):
+    from cromss.cli import main
+
+    code = main(["pretrain", "--store", str(tmp_path / "none.zarr"), "--settings",
+                 json.dumps({**PRETRAIN, "epochs": -1}), "--out", str(tmp_path / "out")])
+    assert code == 2 and "epochs: -1 is less than the minimum" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

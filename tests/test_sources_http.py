@@ -135,3 +135,47 @@ def test_split_tar_parts_unpack_with_rename(tmp_path: Path) -> None:
                          rename=lambda n: n.removeprefix("s1/") if "0000002" in n else None)
     assert sorted(p.relative_to(final).as_posix() for p in final.rglob("*.tif")) == ["0000002/b.tif"]
     assert (final / "0000002" / "b.tif").read_bytes() == b"b.t"
+
+
+def test_cut_body_without_content_length_is_resumed_not_accepted(served: LoopbackServer,
+                                                                 tmp_path: Path) -> None:
+    served.no_length.add("/blob.bin")
+    served.drop_after["/blob.bin"] = 300_000
+    target = download(f"{served.url}/blob.bin", tmp_path / "blob.bin", policy=FAST, progress=False)
+    assert target.read_bytes() == PAYLOAD
+    recorded = json.loads((tmp_path / "checksums.json").read_text())["blob.bin"]
+    assert recorded["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert [r is not None for _, _, r in served.requests] == [False, True]
+
+
+def test_body_of_unknown_length_needs_a_range_answer_or_a_checksum(served: LoopbackServer,
+                                                                   tmp_path: Path) -> None:
+    served.no_length.add("/blob.bin")
+    served.no_ranges.add("/blob.bin")
+    with pytest.raises(ValueError, match="no Content-Length and ignores Range"):
+        download(f"{served.url}/blob.bin", tmp_path / "blob.bin", policy=FAST, progress=False)
+    assert not any(tmp_path.glob("blob.bin*")) and not (tmp_path / "checksums.json").exists()
+    expected = Expected(sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    target = download(f"{served.url}/blob.bin", tmp_path / "blob.bin", expected, policy=FAST,
+                      progress=False)
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_file_changed_between_attempts_is_not_stitched(served: LoopbackServer,
+                                                       tmp_path: Path) -> None:
+    changed = bytes(reversed(PAYLOAD))
+    served.drop_after["/blob.bin"] = 300_000
+    served.replace_after_drop["/blob.bin"] = changed
+    target = download(f"{served.url}/blob.bin", tmp_path / "blob.bin", policy=FAST, progress=False)
+    assert target.read_bytes() == changed
+    assert served.requests[1][2] is not None  # it did try to resume, with If-Range
+    assert not list(tmp_path.glob("*.validator"))
+
+
+def test_redirect_loop_names_the_url(served: LoopbackServer, tmp_path: Path) -> None:
+    served.redirects["/loop"] = "/loop"
+    url = f"{served.url}/loop"
+    with pytest.raises(Exception, match=rf"{url}: too many redirects") as info:
+        download(url, tmp_path / "loop", policy=FAST, progress=False)
+    assert type(info.value).__name__ == "CromssError"
+    assert not any(tmp_path.glob("loop*"))

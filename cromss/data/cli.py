@@ -42,7 +42,7 @@ def _synth(args: argparse.Namespace) -> int:
     from cromss.config import load_settings
     from cromss.data.synthetic import synthesise
 
-    synthesise(args.out, load_settings(args.settings))
+    synthesise(args.out, load_settings(args.settings, "synthetic"))
     print(f"synthetic world written to {args.out}")
     return 0
 

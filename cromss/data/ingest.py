@@ -122,11 +122,12 @@ def ingest(store: str, raw: str | os.PathLike | Roots, out: str | os.PathLike,
     attrs = store_attrs(dataset=spec.dataset, split=spec.split, classes=spec.classes,
                         colors=spec.colors, label_remap=spec.remap,
                         source=", ".join(str(p) for p in source))
-    attrs.update(s1_nodata_pixels=0, s2_filled_bands=[])
+    attrs.update(s1_nodata_pixels=0, s2_nodata_pixels=0, s2_filled_bands=[])
     with StoreWriter(out, attrs) as writer:
         for chunk in _chunks((_checked(sample, spec) for sample in samples), batch_size):
             batch = _batch(chunk, spec)
             writer.attrs["s1_nodata_pixels"] += int(batch["s1_nodata"].sum())
+            writer.attrs["s2_nodata_pixels"] += int(batch["s2_nodata"].sum())
             filled = {band for sample in chunk for band in sample.s2_filled}
             writer.attrs["s2_filled_bands"] = sorted(set(writer.attrs["s2_filled_bands"]) | filled)
             writer.append(batch)
@@ -135,8 +136,13 @@ def ingest(store: str, raw: str | os.PathLike | Roots, out: str | os.PathLike,
     if nodata:
         log.warning("%s: %d S1 pixels without data were filled with the band mean and flagged "
                     "in s1_nodata", store, nodata)
+    if writer.attrs["s2_nodata_pixels"]:
+        log.warning("%s: %d S2 pixels without data (NaN) were stored as 0, flagged in s2_nodata "
+                    "and their labels are ignored in training", store,
+                    writer.attrs["s2_nodata_pixels"])
     if writer.attrs["s2_filled_bands"]:
         log.warning("%s: S2 bands %s are not in the source files; they hold the band mean (0 after "
                     "normalisation), listed in the store attribute s2_filled_bands", store,
                     writer.attrs["s2_filled_bands"])
-    return {"samples": writer.num_samples, "s1_nodata_pixels": nodata}
+    return {"samples": writer.num_samples, "s1_nodata_pixels": nodata,
+            "s2_nodata_pixels": writer.attrs["s2_nodata_pixels"]}

@@ -4,7 +4,10 @@ Layout (Zarr format 3, written with xarray, one chunk per sample and season, zst
 
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
-- ``s2(sample, season, s2_band, y, x)`` uint16, the 13 L1C bands B1..B12 in ``S2_BANDS`` order
+- ``s2(sample, season, s2_band, y, x)`` uint16, the 13 L1C bands B1..B12 in ``S2_BANDS`` order,
+  as L1C digital numbers (:func:`s2_digital_numbers` states what ingest accepts); values without
+  data are 0, their pixels flagged in ``s2_nodata(sample, season, y, x)`` (bool), where training
+  ignores the label
 - ``label(sample, season, y, x)`` uint8, class index, 255 = ignore
 - ``truth(sample, season, y, x)`` uint8, optional: the true map where it is known (synthetic data)
 - per sample: ``sample_id`` (the dimension coordinate), ``crs`` (EPSG code), ``transform`` (6 GDAL
@@ -12,8 +15,9 @@ Layout (Zarr format 3, written with xarray, one chunk per sample and season, zst
 - attributes: dataset, split, classes and colours, label remap, normalisation statistics, source,
   version (see :func:`store_attrs`).
 
-Stores are written in batches along ``sample`` and renamed into place when complete, so a reader
-never sees a partial store.
+Stores are written in batches along ``sample`` (every chunk, even an empty one, so a missing chunk
+file means damage) and renamed into place when complete, so a reader never sees a partial store.
+Every stage opens a store through :func:`open_arrays`, which validates it first.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 import zarr
 
 from cromss import __version__
-from cromss.atomic import atomic_path
+from cromss.atomic import atomic_path, recover
 from cromss.constants import (IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD,
                               S2_BANDS, S2_MEAN, S2_STD)
 
@@ -35,7 +39,44 @@ if TYPE_CHECKING:  # xarray (with pandas) is imported only where a store is writ
     import xarray as xr
 
 IMAGE_VARS = ("s1", "s2")
-PIXEL_VARS = ("s1", "s2", "s1_nodata", "label", "truth")
+PIXEL_VARS = ("s1", "s2", "s1_nodata", "s2_nodata", "label", "truth")
+S2_REFLECTANCE_MAX = 2.0
+"""Float S2 whose finite values all lie in [0, 2] is top-of-atmosphere reflectance."""
+S2_QUANTIFICATION = 10000
+"""L1C digital number = reflectance x 10000 (the products' QUANTIFICATION_VALUE)."""
+DN_MAX = np.iinfo(np.uint16).max
+REQUIRED_ATTRS = ("dataset", "split", "num_classes", "class_names", "ignore_index", "s1_bands",
+                  "s2_bands", "normalisation", "cromss_version")
+
+
+def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The S2 bands ``(band, y, x)`` read from ``path`` as float32 L1C digital numbers, NaN where
+    there is no data; ValueError naming the file for data that cannot be L1C.
+
+    - integers: digital numbers as they are; negative values are refused (a signed type holding
+      a nodata code or wrapped values is not L1C; write uint16 with nodata 0, or float with NaN)
+    - floats: NaN (and the raster's nodata) = no data, flagged per pixel in ``s2_nodata``; finite
+      values all in [0, 2] are reflectance and become ``round(reflectance x 10000)``; otherwise
+      they are digital numbers; negative values or values above 65535 are refused
+    - a band without a single finite value is refused (nothing to learn from, not a cloud)
+    """
+    data = np.asarray(data)
+    if data.dtype.kind not in "uif":
+        raise ValueError(f"{path}: S2 of type {data.dtype} is not numeric")
+    values = data.astype(np.float32)
+    finite = np.isfinite(values)
+    empty = [i for i in range(values.shape[0]) if not finite[i].any()]
+    if empty:
+        raise ValueError(f"{path}: S2 band(s) {empty} (0-based) hold no finite value")
+    low, high = float(values[finite].min()), float(values[finite].max())
+    if low < 0:
+        raise ValueError(f"{path}: S2 holds negative values (min {low:g}, type {data.dtype}); "
+                         "L1C digital numbers are 0..65535 (reflectance 0..2 for floats)")
+    if data.dtype.kind == "f" and high <= S2_REFLECTANCE_MAX:
+        return np.rint(values * S2_QUANTIFICATION)
+    if high > DN_MAX:
+        raise ValueError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
+    return values
 
 
 def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Sequence[str],
@@ -58,6 +99,7 @@ def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Seq
         "normalisation": NORMALISATION_RULE,
         "source": source,
         "cromss_version": __version__,
+        "all_chunks_written": True,
         **extra,
     }
 
@@ -68,13 +110,22 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
     """Build one batch of samples as an xarray Dataset in the store layout.
 
     Shapes: s1 (N, T, 2, H, W), s2 (N, T, 13, H, W), label/truth (N, T, H, W), transform (N, 6),
-    time (N, T) datetime64. NaN in s1 is replaced by the band mean and flagged in ``s1_nodata``.
+    time (N, T) datetime64. NaN in s1 is replaced by the band mean and flagged in ``s1_nodata``;
+    s2 are digital numbers (:func:`s2_digital_numbers`), NaN becomes 0, flagged in ``s2_nodata``.
     """
     s1 = np.asarray(s1, dtype=np.float32)
     nodata = ~np.isfinite(s1).all(axis=2)
     if nodata.any():
         fill = np.asarray(S1_MEAN, dtype=np.float32)[None, None, :, None, None]
         s1 = np.where(np.isfinite(s1), s1, fill)
+    s2 = np.asarray(s2)
+    s2_nodata = np.zeros(label.shape, bool)
+    if s2.dtype.kind == "f":
+        s2_nodata = ~np.isfinite(s2).all(axis=2)
+        s2 = np.where(np.isfinite(s2), s2, 0)
+    if s2.size and (s2.min() < 0 or s2.max() > DN_MAX):
+        raise ValueError(f"s2 values {s2.min()}..{s2.max()} outside the uint16 range of L1C "
+                         "digital numbers (see s2_digital_numbers)")
     n, t, _, h, w = s1.shape
     if s2.shape[:2] != (n, t) or s2.shape[-2:] != (h, w) or label.shape != (n, t, h, w):
         raise ValueError(f"shapes disagree: s1 {s1.shape}, s2 {s2.shape}, label {label.shape}")
@@ -83,6 +134,7 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
         "s1": ((*dims, "s1_band", "y", "x"), s1),
         "s2": ((*dims, "s2_band", "y", "x"), np.asarray(s2, dtype=np.uint16)),
         "s1_nodata": ((*dims, "y", "x"), nodata),
+        "s2_nodata": ((*dims, "y", "x"), s2_nodata),
         "label": ((*dims, "y", "x"), np.asarray(label, dtype=np.uint8)),
         "crs": (("sample",), np.asarray(crs, dtype=np.int32)),
         "transform": (("sample", "affine"), np.asarray(transform, dtype=np.float64)),
@@ -135,9 +187,10 @@ class StoreWriter:
         batch = batch.assign_attrs(self.attrs)  # an append rewrites the group attributes
         if self.num_samples == 0:
             batch.to_zarr(self._tmp, mode="w", zarr_format=3, consolidated=False,
-                          encoding=_encoding(batch))
+                          encoding=_encoding(batch), write_empty_chunks=True)
         else:
-            batch.to_zarr(self._tmp, append_dim="sample", consolidated=False)
+            batch.to_zarr(self._tmp, append_dim="sample", consolidated=False,
+                          write_empty_chunks=True)
         self.num_samples += batch.sizes["sample"]
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
@@ -149,15 +202,67 @@ class StoreWriter:
 
 
 def open_store(path: str | os.PathLike) -> xr.Dataset:
-    """Open a store lazily with xarray (no dask needed)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such Zarr store")
+    """Open a validated store lazily with xarray (no dask needed)."""
     import xarray as xr
 
+    open_arrays(path)
     return xr.open_zarr(path, consolidated=False, chunks=None)
 
 
-def open_arrays(path: str | os.PathLike) -> zarr.Group:
-    """Open a store as a plain read-only Zarr group, the fast path for data loaders."""
-    return zarr.open_group(str(path), mode="r", zarr_format=3)
+def open_arrays(path: str | os.PathLike, *, validate: bool = True) -> zarr.Group:
+    """Open a store as a plain read-only Zarr group, the fast path for data loaders.
+
+    With ``validate`` (every stage's first open; data-loader workers skip it) the store must be
+    as ingest writes it (:func:`check_store`), or ValueError names the store and the problem.
+    """
+    path = Path(path)
+    recover(path)  # a store swap interrupted by a crash: the previous version comes back
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such Zarr store")
+    try:
+        group = zarr.open_group(str(path), mode="r", zarr_format=3)
+    except Exception as err:  # zarr raises FileNotFoundError, ValueError, JSON errors ...
+        raise ValueError(f"{path}: not a readable Zarr v3 store ({type(err).__name__}: {err})") from err
+    if validate:
+        key = (str(path.resolve()), (path / "zarr.json").stat().st_mtime_ns)
+        if key not in _VALIDATED:  # a stage opens its store several times: list chunks once
+            check_store(group, path)
+            _VALIDATED.add(key)
+    return group
+
+
+_VALIDATED: set[tuple[str, int]] = set()
+
+
+def check_store(group: zarr.Group, path: Path) -> None:
+    """Arrays present with the ingest's types, shapes that agree, no missing chunk, attributes."""
+    missing = [name for name in REQUIRED_ATTRS if name not in group.attrs]
+    if missing:
+        raise ValueError(f"{path}: attributes {missing} missing; not a store written by "
+                         "`cromss data ingest`")
+    arrays = set(group.array_keys())
+    absent = [name for name in ("s1", "s2", "label", "s1_nodata") if name not in arrays]
+    if absent:
+        raise ValueError(f"{path}: arrays {absent} missing (has {sorted(arrays)})")
+    label = group["label"].shape
+    if len(label) != 4:
+        raise ValueError(f"{path}: label has shape {label}, expected (sample, season, y, x)")
+    n, t, h, w = label
+    expected = {"s1": ((n, t, len(group.attrs["s1_bands"]), h, w), "float32"),
+                "s2": ((n, t, len(group.attrs["s2_bands"]), h, w), "uint16"),
+                "label": (label, "uint8"), "truth": (label, "uint8"),
+                "s1_nodata": (label, "bool"), "s2_nodata": (label, "bool")}
+    for name, (shape, dtype) in expected.items():
+        if name not in arrays:
+            continue
+        array = group[name]
+        if array.shape != shape or str(array.dtype) != dtype:
+            raise ValueError(f"{path}: {name} is {array.dtype} {array.shape}, expected {dtype} "
+                             f"{shape} to match label {label}")
+        if group.attrs.get("all_chunks_written") and array.nchunks_initialized != array.nchunks:
+            raise ValueError(f"{path}: {name} has {array.nchunks - array.nchunks_initialized} of "
+                             f"{array.nchunks} chunks missing; the store is damaged, ingest it again")
+    num_classes = int(group.attrs["num_classes"])
+    if num_classes != len(group.attrs["class_names"]):
+        raise ValueError(f"{path}: num_classes {num_classes} but {len(group.attrs['class_names'])}"
+                         " class names")

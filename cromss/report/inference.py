@@ -65,7 +65,8 @@ def prediction_examples(model_paths: Mapping[str, str | Path], test: str | Path,
     if len({(c["task"], c["modality"]) for c in cards}) != 1:
         raise ValueError("prediction figure: all models must share one task and modality")
     task, modality = cards[0]["task"], cards[0]["modality"]
-    raw = open_arrays(test)[modality]
+    group = open_arrays(test)
+    raw = group[modality]
     count = min(count, raw.shape[0])
     images, labels, predictions = [], [], [{} for _ in range(count)]
     for name, (model, card) in loaded.items():
@@ -74,7 +75,7 @@ def prediction_examples(model_paths: Mapping[str, str | Path], test: str | Path,
             item = dataset[i]
             predictions[i][name] = predict(model, item["image"][None])[0].numpy()
     for i in range(count):
-        labels.append(np.asarray(open_arrays(test)["label"][i, 0]))
+        labels.append(np.asarray(group["label"][i, 0]))
         tile = np.asarray(raw[i, 0])
         images.append(true_colour(rgb_bands(tile)) if modality == "s2" else s1_composite(tile))
     _, classes, colors, _ = TASKS[task]

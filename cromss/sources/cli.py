@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from cromss.config import load_settings
+from cromss.config import load_settings, settings_source, validate
 
 FETCHERS = {
     "noldo": ("cromss.sources.huggingface", "fetch_noldo"),
@@ -32,7 +32,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     """Run the fetcher of ``args.source`` with the settings and output folder given."""
     module, name = FETCHERS[args.source]
     fetch = getattr(importlib.import_module(module), name)
-    fetch(real_settings(load_settings(args.settings)), Path(args.out), progress=not args.quiet)
+    settings = validate(real_settings(load_settings(args.settings)), "real",
+                        settings_source(args.settings))
+    fetch(settings, Path(args.out), progress=not args.quiet)
     return 0
 
 

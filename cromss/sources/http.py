@@ -1,10 +1,15 @@
 """Downloads a researcher can rely on: resume, retry, verify, never a half file under the final name.
 
 A download writes to ``<target>.part`` and resumes it with an HTTP ``Range`` request after an
-interruption. Transient failures (dropped connections, timeouts, 5xx, 429) are retried with
-exponential backoff. The finished ``.part`` is checked against the expected size and MD5/SHA-256
-and only then renamed to the target. ``checksums.json`` beside the targets records size and
-SHA-256 of every file on its first download, so a later download of the same name must match.
+interruption. The resume carries ``If-Range`` with the file's ``ETag`` (or ``Last-Modified``), kept
+in ``<target>.part.validator``: a file that changed on the server in between is downloaded anew,
+never stitched from two versions. Transient failures (dropped connections, timeouts, 5xx, 429) are
+retried with exponential backoff. A body without ``Content-Length`` is only complete when the server
+confirms it (a ``Range`` request beyond it answers 416), or when an expected size or checksum
+matches. The finished ``.part`` is checked against the expected size and MD5/SHA-256 and only then
+renamed to the target. ``checksums.json`` beside the targets records size and SHA-256 of every file
+on its first (complete, verified) download, so a later download of the same name must match.
+A redirect loop is an error naming the URL.
 """
 
 from __future__ import annotations
@@ -86,6 +91,11 @@ def part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 
 
+def validator_path(part: Path) -> Path:
+    """Where the ETag / Last-Modified of the file a ``.part`` holds the beginning of is kept."""
+    return part.with_name(part.name + ".validator")
+
+
 def auth_headers(url: str) -> dict[str, str]:
     """An ``Authorization`` header for Hugging Face when ``HF_TOKEN`` is set (gated or private files)."""
     token = os.environ.get("HF_TOKEN")
@@ -126,16 +136,35 @@ def _total_size(response: requests.Response, start: int) -> int | None:
 
 
 def _fetch_once(session: requests.Session, url: str, part: Path, policy: RetryPolicy,
-                progress: bool) -> None:
-    """One attempt: continue ``part`` from its current size to the end of the remote file."""
+                progress: bool) -> bool:
+    """One attempt: continue ``part`` from its current size to the end of the remote file.
+
+    True when the server stated (or confirmed) the file's length and ``part`` has all of it; False
+    when the body ended without the server having said how long it is.
+    """
     offset = part.stat().st_size if part.exists() else 0
-    headers = {**auth_headers(url), **({"Range": f"bytes={offset}-"} if offset else {})}
+    tag_file = validator_path(part)
+    validator = tag_file.read_text() if offset and tag_file.is_file() else None
+    headers = auth_headers(url)
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator  # a changed file comes back whole (200), not as a tail
     try:
         with session.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as response:
             if response.status_code == 416 and offset:
-                return  # the part already holds the whole file; verification decides
+                return True  # nothing beyond the part: it holds the whole file
             _raise_for_status(response, url)
             start = _resume_offset(response, offset)
+            current = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            if start and validator and current and current != validator:
+                part.unlink()  # the server ignored If-Range and answered from a changed file
+                raise TransientError(f"the remote file changed ({validator} -> {current}); "
+                                     "starting over")
+            if start == 0:
+                tag_file.unlink(missing_ok=True)
+                if current:
+                    tag_file.write_text(current)
             total = _total_size(response, start)
             with open(part, "r+b" if start else "wb") as handle, tqdm(
                     total=total, initial=start, unit="B", unit_scale=True, desc=part.name[:-5],
@@ -147,9 +176,15 @@ def _fetch_once(session: requests.Session, url: str, part: Path, policy: RetryPo
                     bar.update(len(block))
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
         raise TransientError(f"{type(err).__name__}: {err}") from err
+    except requests.TooManyRedirects as err:
+        raise CromssError(f"{url}: too many redirects ({err}); the server redirects in a loop, "
+                          "check the URL in the config") from err
     received = part.stat().st_size
-    if total is not None and received < total:
+    if total is None:
+        return False
+    if received < total:
         raise TransientError(f"connection closed after {received} of {total} bytes")
+    return True
 
 
 def _check_registry(target: Path, facts: dict[str, Any]) -> None:
@@ -181,9 +216,12 @@ def download(url: str, target: str | os.PathLike, expected: Expected = Expected(
     target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
     session = session or requests.Session()
+    confirmed = False
     for attempt in range(policy.attempts):
         try:
-            _fetch_once(session, url, part, policy, progress)
+            # a body of unstated length may have been cut: ask for what follows it
+            confirmed = _fetch_once(session, url, part, policy, progress) or _fetch_once(
+                session, url, part, policy, progress)
             break
         except TransientError as err:
             if attempt + 1 == policy.attempts:
@@ -192,12 +230,18 @@ def download(url: str, target: str | os.PathLike, expected: Expected = Expected(
             log.warning("%s: %s; retrying in %.1f s", url, err, policy.delay(attempt))
             time.sleep(policy.delay(attempt))
     try:
+        if not confirmed and expected == Expected():
+            raise ValueError(f"{url}: the server sent no Content-Length and ignores Range requests, "
+                             "so a cut-off body cannot be told from a complete one; give the file's "
+                             "size or checksum in the config")
         facts = verify(part, expected, label=url)
         _check_registry(target, facts)
     except ValueError:
         part.unlink()
+        validator_path(part).unlink(missing_ok=True)
         raise
     os.replace(part, target)
+    validator_path(part).unlink(missing_ok=True)
     log.info("downloaded %s (%d bytes)", target, facts["size"])
     return target
 

@@ -4,21 +4,26 @@ A checkpoint holds everything a run needs to continue exactly where it stopped: 
 scheduler and grad-scaler states, the position in the data (epoch and batches done in it), the
 running sums of the epoch, the log so far and the torch RNG states. The data order and every
 augmentation are functions of ``(seed, epoch, index)``, so no NumPy or Python RNG state is needed.
+Nothing non-finite is ever saved: :func:`save` refuses a payload with a NaN or infinite tensor
+(weights, BatchNorm running statistics, optimiser moments), so the last good checkpoint survives.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cromss.atomic import atomic_path
+from cromss.cli import CromssError
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -27,10 +32,54 @@ checkpoint of the released CromSS weights holds ``hyper_parameters = {"args": Na
 (``save_hyperparameters()`` of a module built from parsed arguments). Nothing else is unpickled."""
 
 
+def non_finite(payload: Any, prefix: str = "", *, floats: bool = True) -> list[str]:
+    """Dotted names of the floating-point tensors (and, with ``floats``, Python floats) in
+    ``payload`` that hold NaN or inf."""
+    if isinstance(payload, torch.Tensor):
+        bad = payload.is_floating_point() and not bool(torch.isfinite(payload).all())
+        return [prefix] if bad else []
+    if isinstance(payload, float):
+        return [] if not floats or math.isfinite(payload) else [prefix]
+    if isinstance(payload, Mapping):
+        items = payload.items()
+    elif isinstance(payload, (list, tuple)):
+        items = enumerate(payload)
+    else:
+        return []
+    return [name for key, value in items
+            for name in non_finite(value, f"{prefix}.{key}" if prefix else str(key), floats=floats)]
+
+
+def require_finite(payload: Any, what: str, keep: str | os.PathLike | None = None, *,
+                   floats: bool = True) -> None:
+    """Stop the run with a clear message if ``payload`` holds NaN or inf (nothing is written)."""
+    bad = non_finite(payload, floats=floats)
+    if bad:
+        kept = f"; the last good checkpoint (if any) is kept at {keep}" if keep else ""
+        raise CromssError(f"non-finite values in {what} ({', '.join(bad[:5])}"
+                          f"{', ...' if len(bad) > 5 else ''}): stopping{kept}")
+
+
 def save(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``payload`` to ``path`` atomically (a crash mid-write keeps the previous file)."""
+    """Write ``payload`` to ``path`` atomically (a crash mid-write keeps the previous file).
+
+    A payload with a non-finite tensor is refused before anything is written (floats such as a
+    plateau scheduler's ``inf`` best are legitimate).
+    """
+    require_finite(payload, f"the state to save to {path}", path, floats=False)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            with open(tmp, "wb") as handle:  # a Python file: disk full is an OSError, not
+                torch.save(payload, handle)  # torch's "unexpected pos" RuntimeError
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+def write_log(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write the epoch records as JSON lines, atomically; NaN or inf is refused, never written."""
+    require_finite(records, f"the log {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -47,6 +96,16 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict, found {type(payload).__name__}")
     return payload
+
+
+def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: str | os.PathLike,
+                   resumable: tuple[str, ...] = ()) -> None:
+    """Refuse to resume ``path`` if its run differs from this one in any key but ``resumable``."""
+    changed = sorted(k for k in set(saved) | set(current)
+                     if k not in resumable and saved.get(k) != current.get(k))
+    if changed:
+        raise CromssError(f"{path}: checkpoint of a different run (settings {changed}); delete it "
+                          "to start afresh, or rerun with the settings it was written with")
 
 
 def rng_state() -> dict[str, Any]:

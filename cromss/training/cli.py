@@ -21,7 +21,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from cromss.training.pretrain import pretrain
 
     _threads(args.threads)
-    settings = load_settings(args.settings)
+    settings = load_settings(args.settings, "pretrain")
     pretrain(args.store, settings, args.out)
     if args.export_encoders and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
         from cromss.models import export_encoder
@@ -38,7 +38,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     finetune(task=args.task, modality=args.modality, encoder=args.encoder, setting=args.setting,
-             seed=args.seed, train=args.train, settings=load_settings(args.settings),
+             seed=args.seed, train=args.train, settings=load_settings(args.settings, "finetune"),
              out=args.out, weights_name=args.weights_name)
     if args.test:
         from cromss.training.finetune import evaluate
@@ -54,7 +54,7 @@ def _finetune_group(args: argparse.Namespace) -> int:
     _threads(args.threads)
     finetune_group(task=args.task, modality=args.modality, encoder=args.encoder,
                    setting=args.setting, seed=args.seed, train=args.train, test=args.test,
-                   settings=load_settings(args.settings), out=args.out,
+                   settings=load_settings(args.settings, "finetune"), out=args.out,
                    weights_name=args.weights_name)
     return 0
 

@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
-from cromss.constants import UINT8_MAX, input_normalisation, s2_band_indices
+from cromss.constants import IGNORE_INDEX, UINT8_MAX, input_normalisation, s2_band_indices
 from cromss.data.store import open_arrays
 
 MODALITIES = ("s1", "s2")
@@ -139,17 +139,23 @@ class _StoreDataset(Dataset):
         group = open_arrays(self.path)
         self.num_classes = int(group.attrs["num_classes"])
         self.has_truth = "truth" in group
+        self.has_s2_nodata = "s2_nodata" in group
         self.num_samples, self.num_seasons, self.height, self.width = group["label"].shape
 
     @property
     def group(self):
         if self._group is None or self._pid != os.getpid():
-            self._group = open_arrays(self.path)
+            self._group = open_arrays(self.path, validate=False)  # validated in __init__
             self._pid = os.getpid()
         return self._group
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_group": None, "_pid": None}
+
+    def ignore_nodata(self, label: np.ndarray, index: int, season: int) -> None:
+        """Set the label to ignore (in place) where S2 has no data (``s2_nodata``)."""
+        if self.has_s2_nodata:
+            label[np.asarray(self.group["s2_nodata"][index, season])] = IGNORE_INDEX
 
 
 class PretrainDataset(_StoreDataset):
@@ -211,6 +217,7 @@ class PretrainDataset(_StoreDataset):
             }
             if self.has_truth:
                 item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
+            self.ignore_nodata(item["label"], index, season)
             item = {key: transform(value) for key, value in item.items()}
             item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})
@@ -276,6 +283,8 @@ class SegmentationDataset(_StoreDataset):
         image = model_input(np.asarray(self.group[self.modality][index, season]), self.modality,
                             self.num_bands)
         label = np.asarray(self.group["label"][index, season]).astype(np.int64)
+        if self.modality == "s2":
+            self.ignore_nodata(label, index, season)
         if self.crop:
             transform = random_transform(rng, self.height, self.width, self.crop, self.flip_p,
                                          self.rotate_p)

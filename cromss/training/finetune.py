@@ -10,10 +10,15 @@ then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored.
 
 Encoders come from this workflow's ``encoder_{s1,s2}.pt`` files, the released CromSS Lightning
 checkpoints, a plain encoder state dict, or ``random``.
+
+``out/checkpoint.pt`` is written every ``checkpoint_every`` epochs and on SIGTERM / SIGINT; the same
+command resumes from it (a checkpoint of other settings, seed or encoder is refused) and, on CPU,
+ends with the weights of an uninterrupted run. Non-finite losses or weights stop the run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -30,10 +35,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cromss import __version__, logs, models
-from cromss.atomic import atomic_path
+from cromss.atomic import atomic_path, ensure_writable, sweep
 from cromss.cli import CromssError
 from cromss.constants import IGNORE_INDEX, TASKS, input_normalisation
 from cromss.training import checkpoint, distributed, metrics
+from cromss.training.checkpoint import write_log
 from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,10 @@ RELEASED_PREFIXES = ("net.encoder1.", "net.encoder.", "net.model1.encoder.", "ne
 """Encoder prefixes in the released CromSS Lightning checkpoints (midF S1 / S2 or single-modal,
 lateF S1 / S2); the modality of each is told by its first convolution's band count."""
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_EVERY = 1
+"""Default of ``checkpoint_every`` (epochs): a killed job loses at most one epoch."""
+RESUMABLE_CHANGES = ("num_workers", "checkpoint_every")
+"""Settings that may differ between an interrupted run and the command that resumes it."""
 
 
 # -- encoders ------------------------------------------------------------------------------------
@@ -208,18 +218,24 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
     dice = dice_loss()
     epoch, step, records, loss_sum = 0, 0, [], 0.0
     ckpt = out / CHECKPOINT
+    ensure_writable(out)
+    sweep(ckpt)
+    run = run_identity(task=task, modality=modality, encoder=encoder, setting=setting, seed=seed,
+                       settings=settings)
     if ckpt.is_file():
         state = checkpoint.load(ckpt)
+        checkpoint.check_same_run(state.get("run", {}), run, ckpt, RESUMABLE_CHANGES)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, step, records, loss_sum = (state["epoch"], state["step"], state["log"],
                                           state["loss_sum"])
         checkpoint.set_rng_state(state["rng"])
+        log.info("resuming %s at epoch %s, batch %s", out, epoch, step)
 
     def save_state() -> None:
         checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "epoch": epoch, "step": step, "log": records, "loss_sum": loss_sum,
-                         "rng": checkpoint.rng_state()}, ckpt)
+                         "rng": checkpoint.rng_state(), "run": run}, ckpt)
 
     with checkpoint.catch_stop_signals() as stop:
         while epoch < settings["epochs"]:
@@ -231,9 +247,12 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch)
             sampler.start = step * batch_size
+            # the loader's own generator: creating its iterator must not draw from the global RNG
+            # (dropout), or a resumed epoch would see other masks than an uninterrupted one
             loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                 num_workers=int(settings.get("num_workers", 0)),
-                                drop_last=len(dataset) % batch_size == 1)
+                                drop_last=len(dataset) % batch_size == 1,
+                                generator=torch.Generator().manual_seed(seed + epoch))
             for batch in tqdm(loader, desc=f"{task}/{modality}/{setting} epoch {epoch}",
                               disable=None, leave=False, dynamic_ncols=True):
                 image, labels = batch["image"].to(ctx.device), batch["label"].to(ctx.device)
@@ -247,7 +266,6 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
                 optimizer.step()
                 step, loss_sum = step + 1, loss_sum + float(loss.detach())
                 if stop:
-                    out.mkdir(parents=True, exist_ok=True)
                     save_state()
                     raise CromssError(f"interrupted by signal {stop.signal}; checkpoint saved to "
                                       f"{ckpt}: rerun the same command to resume")
@@ -255,9 +273,10 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
                             "time_s": round(time.perf_counter() - started, 3)})
             log.info(logs.epoch_line(records[-1], settings["epochs"]))
             epoch, step, loss_sum = epoch + 1, 0, 0.0
-            every = int(settings.get("checkpoint_every", 0))
+            checkpoint.require_finite(model.state_dict(), f"the weights after epoch {epoch - 1}",
+                                      ckpt)
+            every = int(settings.get("checkpoint_every", CHECKPOINT_EVERY))
             if every > 0 and epoch % every == 0 and epoch < settings["epochs"]:
-                out.mkdir(parents=True, exist_ok=True)
                 save_state()
     card = {
         "task": task, "arch": TASKS[task][3], "encoder": source.name, "modality": modality,
@@ -271,9 +290,22 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         "provenance": models.provenance(train),
     }
     checkpoint.save({"state_dict": model.state_dict(), "card": card}, out / "model.pt")
-    with atomic_path(out / "log.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_log(records, out / "log.jsonl")
     ckpt.unlink(missing_ok=True)
+
+
+def run_identity(*, task: str, modality: str, encoder: str, setting: str, seed: int,
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must share with the command that resumes it: the settings, the run's
+    arguments and the encoder file's SHA-256 (a re-pretrained encoder is another run; a moved
+    file is the same)."""
+    if encoder == "random":
+        digest = "random"
+    else:
+        with open(encoder, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {**settings, "task": task, "modality": modality, "encoder_sha256": digest,
+            "setting": setting, "seed": seed}
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -321,8 +353,9 @@ def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> di
                                          "setting", "seed", "num_classes")}
     result.update({"class_names": card["classes"], "confusion_matrix": cm.tolist(),
                    **metrics.all_scores(cm)})
+    checkpoint.require_finite(result, f"the metrics of {model_path} on {test}")
     with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=1))
+        tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
     log.info(logs.progress_line(f"{model_path} on {test}: samples", len(dataset), None,
                                 {key: result["strict"][key] for key in ("mIoU", "OA", "mF1")}
                                 | {"mIoU_ref": result["reference"]["mIoU"], "written": str(out)}))

@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cromss import logs, losses, models
-from cromss.atomic import atomic_path
+from cromss.atomic import ensure_writable, sweep
 from cromss.cli import CromssError
 from cromss.constants import IGNORE_INDEX
 from cromss.selection import SelectionWeights
 from cromss.training import checkpoint, distributed
+from cromss.training.checkpoint import write_log
 from cromss.training.datasets import PretrainDataset
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,9 @@ class Trainer:
                 "world_size": self.ctx.world_size}
 
     def restore(self, state: dict[str, Any], path: Path) -> None:
-        changed = sorted(k for k in set(state["settings"]) | set(self.settings)
-                         if k not in RESUMABLE_CHANGES
-                         and state["settings"].get(k) != self.settings.get(k))
-        if changed or state["world_size"] != self.ctx.world_size:
-            raise CromssError(f"{path}: checkpoint of a different run (settings {changed}, "
-                              f"{state['world_size']} processes); delete it to start afresh")
+        checkpoint.check_same_run({**state["settings"], "processes": state["world_size"]},
+                                  {**self.settings, "processes": self.ctx.world_size}, path,
+                                  RESUMABLE_CHANGES)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -295,6 +293,8 @@ class Trainer:
                 self.train_epoch(stop, on_step)
                 train = self.totals.reduced(self.ctx)
                 val_loss = self.validate()
+                checkpoint.require_finite(val_loss, f"the validation loss of epoch {self.epoch}",
+                                          self.out / CHECKPOINT)
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step(val_loss)
                 self.log.append(epoch_record(self.epoch, lr, train, val_loss,
@@ -309,6 +309,8 @@ class Trainer:
                     self.save_checkpoint()
 
     def write_outputs(self) -> None:
+        checkpoint.require_finite(self.model.state_dict(), "the final weights",
+                                  self.out / CHECKPOINT)
         if self.ctx.is_main:
             models.save_model(self.out / MODEL, self.model, self.settings,
                               models.provenance(self.store))
@@ -325,12 +327,6 @@ def _num_samples(store: Path) -> int:
     return int(open_arrays(store)["label"].shape[0])
 
 
-def write_log(records: list[dict[str, Any]], path: Path) -> None:
-    """Write the epoch records as JSON lines, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-
-
 def pretrain(store: str | os.PathLike, settings: dict[str, Any], out: str | os.PathLike,
              *, on_step: Callable[[int, int], None] | None = None) -> None:
     """Train one variant (resuming from ``out/checkpoint.pt`` if there is one) and write its outputs.
@@ -340,7 +336,8 @@ def pretrain(store: str | os.PathLike, settings: dict[str, Any], out: str | os.P
     out = Path(out)
     ctx = distributed.setup()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_writable(out)
+        sweep(out / CHECKPOINT)
         trainer = Trainer(Path(store), settings, out, ctx)
         if (out / CHECKPOINT).is_file():
             trainer.restore(checkpoint.load(out / CHECKPOINT, ctx.device), out / CHECKPOINT)

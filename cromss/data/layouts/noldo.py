@@ -36,6 +36,7 @@ from cromss.constants import S1_BANDS, S2_BANDS, S2_MEAN
 from cromss.data.layouts import ssl4eo_s12
 from cromss.data.layouts.rasters import (Sample, check_on_grid, read_label_onto, read_raster,
                                          resample_onto, write_tif)
+from cromss.data.store import s2_digital_numbers
 
 SEASONS = 4
 NOL_DIR = "ssl4eo_s12_nol"
@@ -176,7 +177,7 @@ def read_tile(sample_id: str, s1_path: Path, s2_path: Path, label_path: Path,
               s2_counts: Sequence[int] = (len(S2_BANDS),), label_band: int = 0) -> Sample:
     """One single-season tile; S1 and the label are put on the S2 grid by their transforms."""
     s2, grid = read_raster(s2_path, count=s2_counts)
-    s2, filled = full_s2(s2, s2_path)
+    s2, filled = full_s2(s2_digital_numbers(s2, s2_path), s2_path)
     s1, s1_grid = read_raster(s1_path, count=len(S1_BANDS))
     check_on_grid(grid, s1_grid, s2_path, s1_path)
     s1 = resample_onto(s1, s1_grid, grid)

@@ -26,6 +26,7 @@ import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS, S2_NATIVE_RESOLUTION_M
 from cromss.data.layouts.rasters import Grid, read_onto, read_raster, write_tif
+from cromss.data.store import s2_digital_numbers
 
 S2_DIR, S1_DIR = "s2c", "s1"
 """Folder names the v1 archives ``s2_l1c.tar.gz`` and ``s1_grd.tar.gz`` unpack to."""
@@ -76,7 +77,8 @@ def read_s2_season(folder: Path) -> tuple[np.ndarray, Grid, Path]:
         raise FileNotFoundError(f"{folder}: season folder missing")
     reference = folder / "B2.tif"
     _, grid = read_raster(reference, count=1)
-    bands = [read_onto(folder / f"{band}.tif", grid, reference)[0] for band in S2_BANDS]
+    bands = [s2_digital_numbers(read_onto(folder / f"{band}.tif", grid, reference),
+                                folder / f"{band}.tif")[0] for band in S2_BANDS]
     return np.stack(bands), grid, reference
 
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "cromss.sources.cli",
     "cromss.training.cli",
     "cromss.report.cli",
+    "cromss.predict.cli",
 )
 
 

@@ -104,7 +104,7 @@ def write_scene(out: str | os.PathLike, settings: dict[str, Any] | None = None) 
             name = f"T{tile}_{stamp}_B{band[1:]:0>2}.tif" if band != "B8A" else \
                 f"T{tile}_{stamp}_B8A.tif"
             world.write_tif(tmp / "S2" / name, coarse, epsg,
-                            transform * transform.scale(factor, factor))
+                            transform @ transform.scale(factor, factor))
         product = world.s1_product_name(rng, when)
         for band, values in zip(("VV", "VH"), s1):
             world.write_tif(tmp / "S1" / f"{product}_{band}.tif", values, epsg, transform,

@@ -22,6 +22,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/maps.smk"
 
 
 rule all:
@@ -29,3 +30,5 @@ rule all:
     input:
         TABLES,
         FIGURES,
+        MAPS_OUT,
+        MAP_FIGURES,

@@ -16,10 +16,21 @@ def _predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if (args.model is None) == (not args.best_of):
         raise ValueError("give either --model or --best-of")
+    if (not args.scene) == (args.stac_bbox is None):
+        raise ValueError("give either --scene or --stac-bbox (with --stac-datetime)")
+    stac = None
+    if args.stac_bbox is not None:
+        if not args.stac_datetime:
+            raise ValueError("--stac-bbox needs --stac-datetime START/END")
+        stac = {"bbox": args.stac_bbox, "datetime": args.stac_datetime,
+                "provider": args.stac_provider, "max_cloud": args.max_cloud}
+        if args.stac_url:
+            stac["url"] = args.stac_url
     model = args.model if args.model is not None else best_model(args.best_of)[0]
-    summary = predict_map(model, args.scene, args.out, confidence=args.confidence,
+    summary = predict_map(model, args.scene or [], args.out, confidence=args.confidence,
                           probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
-                          batch_size=args.batch_size, s1_units=args.s1_units, device=args.device)
+                          batch_size=args.batch_size, s1_units=args.s1_units, device=args.device,
+                          stac=stac)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -50,8 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--best-of", type=Path, nargs="+", metavar="METRICS",
                    help="instead of --model: the model.pt beside the metrics.json with the "
                    "highest mIoU")
-    p.add_argument("--scene", nargs="+", required=True,
+    p.add_argument("--scene", nargs="+",
                    help="GeoTIFF band files and/or folders holding them (S2 and/or S1)")
+    p.add_argument("--stac-bbox", type=float, nargs=4, metavar=("LON0", "LAT0", "LON1", "LAT1"),
+                   help="instead of --scene: an area, read from a STAC API's assets")
+    p.add_argument("--stac-datetime", metavar="START/END", help="date window of the STAC search "
+                   "(the most recent item covering the area is used)")
+    p.add_argument("--stac-provider", default="earth_search", help="earth_search (L1C, default) "
+                   "or planetary_computer")
+    p.add_argument("--stac-url", help="STAC API URL (default: the provider's)")
+    p.add_argument("--max-cloud", type=float, default=20.0, help="S2 cloud cover limit in %%")
     p.add_argument("--out", type=Path, required=True, help="class map to write (COG, uint8)")
     p.add_argument("--confidence", type=Path, help="confidence COG (default OUT_confidence.tif)")
     p.add_argument("--probabilities", type=Path, help="also write class probabilities (Zarr)")

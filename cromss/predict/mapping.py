@@ -44,14 +44,22 @@ def best_model(metrics: Sequence[str | Path]) -> tuple[Path, dict[str, Any]]:
 def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out: str | Path, *,
                 confidence: str | Path | None = None, probabilities: str | Path | None = None,
                 tile: int = 256, overlap: int = 64, batch_size: int = 8, s1_units: str = "db",
-                device: str | None = None) -> dict[str, Any]:
-    """Map ``scene`` with ``model``; returns a summary (files, size, time, throughput)."""
+                device: str | None = None, stac: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Map ``scene`` (files and folders; or the area ``stac``, see
+    :func:`cromss.predict.stac_scene.stac_scene`) with ``model``; returns a summary (files,
+    size, time, throughput)."""
     started = time.perf_counter()
     predictor = model if isinstance(model, Predictor) else load_predictor(model, device)
     if tile % 32:
         raise ValueError(f"tile {tile} px: must be a multiple of 32 (the encoders' stride)")
     needs = {m: predictor.bands(m) for m in predictor.modalities}
-    reader = SceneReader(scene, needs, s1_units=s1_units)
+    if stac is not None:
+        from cromss.predict.stac_scene import stac_scene
+
+        bands, grid, s1_units = stac_scene(stac, needs)
+        reader = SceneReader([], needs, s1_units=s1_units, bands=bands, grid=grid)
+    else:
+        reader = SceneReader(scene, needs, s1_units=s1_units)
     tiling = Tiling(reader.height, reader.width, tile, overlap)
     writer = MapWriter(Path(out), reader.crs, reader.transform, reader.width, reader.height,
                        predictor.classes, predictor.colors, predictor.branches,

@@ -126,36 +126,50 @@ def pixel_metres(src: Any) -> float:
     return size * (src.crs.linear_units_factor[1] if src.crs is not None else 1.0)
 
 
+Grid = tuple[Any, Any, int, int]
+"""(CRS, affine transform, width, height) of the grid a scene is read on."""
+
+
+def _info(path: str) -> tuple:
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as src:
+        if src.crs is None:
+            raise ValueError(f"{path}: no coordinate reference system")
+        return (src.crs, src.transform, src.width, src.height, src.bounds, pixel_metres(src),
+                src.nodata, src.dtypes[0])
+
+
 class SceneReader:
     """Windows of the bands a model needs, on the grid of the finest of them.
 
-    ``needs``: modality -> band names in the model's order. Use as a context manager.
+    ``needs``: modality -> band names in the model's order. ``bands`` and ``grid`` replace the
+    search of ``paths`` and the finest band's grid (an area from STAC). Use as a context manager.
     """
 
     def __init__(self, paths: Iterable[str | Path], needs: dict[str, list[str]],
-                 s1_units: str = "db") -> None:
+                 s1_units: str = "db", bands: dict[str, Band] | None = None,
+                 grid: Grid | None = None) -> None:
         self.paths = list(paths)
         self.needs = needs
         self.s1_units = s1_units
-        bands = find_bands(self.paths)
+        bands = find_bands(self.paths) if bands is None else bands
         missing = [b for m in needs for b in needs[m] if b not in bands]
         if missing:
             seen = ", ".join(sorted(bands)) or "none"
-            raise ValueError(f"scene {', '.join(map(str, self.paths))}: the model needs the "
-                             f"bands {', '.join(missing)}, which are missing (bands found: {seen})")
+            where = ", ".join(map(str, self.paths)) or "from STAC"
+            raise ValueError(f"scene {where}: the model needs the bands {', '.join(missing)}, "
+                             f"which are missing (bands found: {seen})")
         self.bands = {b: bands[b] for m in needs for b in needs[m]}
-        self._check_grid()
+        self._infos = {path: _info(path) for path in {band.path for band in self.bands.values()}}
+        if grid is None:
+            self._check_grid()
+        else:  # a grid chosen for the area (STAC): every band is warped onto it
+            self.reference = None
+            self.crs, self.transform, self.width, self.height = grid
         self._open: dict[str, Any] = {}
         self._stack: contextlib.ExitStack | None = None
 
     def _check_grid(self) -> None:
-        infos = {}
-        for path in {band.path for band in self.bands.values()}:
-            with rasterio.open(path) as src:
-                if src.crs is None:
-                    raise ValueError(f"{path}: no coordinate reference system")
-                infos[path] = (src.crs, src.transform, src.width, src.height, src.bounds,
-                               pixel_metres(src), src.nodata, src.dtypes[0])
+        infos = self._infos
         self.reference = min(infos, key=lambda p: (infos[p][5], p))
         crs, transform, width, height, bounds, metres = infos[self.reference][:6]
         if abs(metres / MODEL_RESOLUTION_M - 1) > RESOLUTION_TOLERANCE:
@@ -172,7 +186,6 @@ class SceneReader:
                 raise ValueError(f"{path}: bounds {tuple(other_bounds)} do not cover the grid "
                                  f"{tuple(bounds)} of {self.reference}")
         self.crs, self.transform, self.width, self.height = crs, transform, width, height
-        self._infos = infos
 
     def nodata(self, path: str, modality: str) -> float | None:
         nodata, dtype = self._infos[path][6], self._infos[path][7]
@@ -182,12 +195,13 @@ class SceneReader:
 
     def __enter__(self) -> SceneReader:
         self._stack = contextlib.ExitStack()
+        self._stack.enter_context(rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"))
         for band in self.bands.values():
             if band.path in self._open:
                 continue
             src = self._stack.enter_context(rasterio.open(band.path))
-            if band.path != self.reference and (src.transform, src.width, src.height) != (
-                    self.transform, self.width, self.height):
+            if band.path != self.reference and (src.crs, src.transform, src.width, src.height) != (
+                    self.crs, self.transform, self.width, self.height):
                 nodata = self.nodata(band.path, band.modality)
                 src = self._stack.enter_context(WarpedVRT(
                     src, crs=self.crs, transform=self.transform, width=self.width,

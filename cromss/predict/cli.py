@@ -1,4 +1,4 @@
-"""Command-line sub-commands of the map stage: ``cromss predict``, ``cromss scene``, ``cromss map-figure``."""
+"""Sub-commands of the map stage: ``cromss predict``, ``cromss scene``, ``cromss map-figure``."""
 
 from __future__ import annotations
 

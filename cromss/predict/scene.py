@@ -180,9 +180,9 @@ class SceneReader:
                 raise ValueError(f"{path}: CRS {other_crs.to_string()} differs from "
                                  f"{crs.to_string()} of {self.reference} (reproject it first)")
             slack = other_metres / metres * abs(transform.a) / 2
-            if (other_bounds.left > bounds.left + slack or other_bounds.bottom > bounds.bottom + slack
+            if (other_bounds.left > bounds.left + slack or other_bounds.top < bounds.top - slack
                     or other_bounds.right < bounds.right - slack
-                    or other_bounds.top < bounds.top - slack):
+                    or other_bounds.bottom > bounds.bottom + slack):
                 raise ValueError(f"{path}: bounds {tuple(other_bounds)} do not cover the grid "
                                  f"{tuple(bounds)} of {self.reference}")
         self.crs, self.transform, self.width, self.height = crs, transform, width, height

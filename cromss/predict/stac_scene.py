@@ -38,7 +38,8 @@ def area_grid(bbox: list[float]) -> tuple[int, Grid]:
     return epsg, (f"EPSG:{epsg}", transform, width, height)
 
 
-def stac_scene(section: dict[str, Any], needs: dict[str, list[str]]) -> tuple[dict[str, Band], Grid, str]:
+def stac_scene(section: dict[str, Any], needs: dict[str, list[str]]
+               ) -> tuple[dict[str, Band], Grid, str]:
     """(bands, grid, S1 units) of an area: ``section`` has ``bbox``, ``datetime`` (start/end),
     optionally ``provider``, ``url``, ``max_cloud``."""
     from rasterio.crs import CRS

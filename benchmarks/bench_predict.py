@@ -132,10 +132,14 @@ def main() -> None:
                 result.update(size_px=size, megapixels=round(size * size / 1e6, 2))
                 print(json.dumps(result), flush=True)
                 results.append(result)
+                save(results, args.device)  # after every case: a long run keeps what it measured
             (tmp / f"scene{size}.tif").unlink()
-    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+
+
+def save(results: list[dict], device: str) -> None:
+    suffix = "" if device == "cpu" else f"_{device.split(':')[0]}"
     OUT.mkdir(exist_ok=True)
-    report = {"benchmark": "bench_predict", "device": args.device, "threads": THREADS,
+    report = {"benchmark": "bench_predict", "device": device, "threads": THREADS,
               "model": "DeepLabV3+ resnet18, 13 bands, 9 classes",
               "tiling": {"tile": 256, "overlap": 64, "batch_size": 8},
               "machine": platform.platform(), "processor": platform.processor(),

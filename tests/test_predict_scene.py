@@ -97,13 +97,19 @@ def test_missing_bands_are_named(scene, fusion_model, tmp_path, capsys):
 
 def test_wrong_crs_and_resolution_are_named(scene, fusion_model, tmp_path, capsys):
     with rasterio.open(next((scene / "S1").glob("*_VV.tif"))) as src:
-        vv = src.read(1)
-        transform = src.transform
-    write_tif(tmp_path / "utm33" / "x_VV.tif", vv, 32633, transform)
+        vv, transform, epsg = src.read(1), src.transform, src.crs.to_epsg()
+    other = 32633 if epsg != 32633 else 32634
+    write_tif(tmp_path / "utm33" / "x_VV.tif", vv, other, transform)
     code, err = _run(["--model", str(fusion_model), "--scene", str(scene / "S2"),
                       str(next((scene / "S1").glob("*_VH.tif"))), str(tmp_path / "utm33"),
                       "--out", str(tmp_path / "map.tif")], capsys)
-    assert code == 2 and "x_VV.tif: CRS EPSG:32633 differs" in err
+    assert code == 2 and f"x_VV.tif: CRS EPSG:{other} differs" in err
+
+    write_tif(tmp_path / "half" / "x_VV.tif", vv[:48], epsg, transform)
+    code, err = _run(["--model", str(fusion_model), "--scene", str(scene / "S2"),
+                      str(next((scene / "S1").glob("*_VH.tif"))), str(tmp_path / "half"),
+                      "--out", str(tmp_path / "map.tif")], capsys)
+    assert code == 2 and "x_VV.tif: bounds" in err and "do not cover the grid" in err
 
     coarse = tmp_path / "coarse"
     grid = from_origin(0, 0, 20, 20)

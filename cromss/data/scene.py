@@ -88,7 +88,8 @@ def write_scene(out: str | os.PathLike, settings: dict[str, Any] | None = None) 
                                      for a in world.land_cover(rng, size // scale, climate))
     when = world.season_dates(rng)[season]
     epsg, transform = world.utm_grid(rng, climate)
-    tile = world.mgrs_tile(rng, *(np.mean(climate.lat), np.mean(climate.lon)))[1:]
+    tile = f"{epsg % 100:02d}" + world.mgrs_tile(rng, *(np.mean(climate.lat),
+                                                        np.mean(climate.lon)))[3:]  # its zone
     snow = world.snow_cover(rng, elevation, season, climate, False) & (fine != world.RIVER)
     dw = np.where(snow, world.DW_SNOW, world.FINE_TO_DW[fine]).astype(np.uint8)
     vf = world.vegetation_fraction(rng, fine, parcel_index, season, climate)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from cromss.predict.output import MapWriter
 from cromss.predict.predictor import Predictor, load_predictor
 from cromss.predict.scene import SceneReader
@@ -16,6 +18,9 @@ from cromss.predict.tiling import Tiling, predict_strips
 
 log = logging.getLogger(__name__)
 
+GDAL_CACHE_MB = 128
+"""GDAL's block cache while reading and writing (its default, 5 % of the RAM, would let memory
+grow with the scene up to that share)."""
 SCORE = ("strict", "mIoU")
 """The score that ranks fine-tuned runs (``metrics.json``: strict-convention mIoU)."""
 
@@ -71,7 +76,7 @@ def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out:
 
     log.info("%s: %d x %d px in %d tiles of %d px (overlap %d) on %s", out, reader.width,
              reader.height, len(tiling), tile, overlap, predictor.device)
-    with reader, writer:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), reader, writer:
         for strip in predict_strips(tiling, read, predictor, predictor.channels, batch_size):
             writer.write(strip)
     seconds = time.perf_counter() - started

@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 
 from cromss import models
 from cromss.cli import main
-from cromss.data.scene import write_scene
+from cromss.data.map_scene import write_scene
 from cromss.data.synthetic import write_tif
 from cromss.predict.mapping import predict_map
 from cromss.predict.predictor import load_predictor

@@ -37,7 +37,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _scene(args: argparse.Namespace) -> int:
     from cromss.config import load_settings
-    from cromss.data.scene import write_scene
+    from cromss.data.map_scene import write_scene
 
     write_scene(args.out, load_settings(args.settings))
     print(f"synthetic scene written to {args.out}")

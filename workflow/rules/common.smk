@@ -1,5 +1,7 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
 import json
+import os
+import shlex
 
 from cromss.config import variant_settings
 
@@ -106,13 +108,34 @@ def table(number):
 
 
 RAW_PARTS = {"nol": ["noldo", "ssl4eo_s12"], "dw": ["noldo"], "osm": ["noldo"], "dfc2020": ["dfc2020"]}
+RAW_PARTS_ALL = ["ssl4eo_s12", "noldo", "dfc2020"]
+LOCAL = config["data"].get("real", {}).get("local") or {}
 
 
 def raw_inputs(wildcards):
-    """The raw layouts a store is ingested from."""
+    """The raw trees a store is ingested from: a tree of data.real.local as it lies, else the
+    flag of its download (never the downloaded tree itself, so Snakemake never removes it)."""
     if SOURCE == "synthetic":
         return [RAW]
-    return [f"{RAW}/{part}" for part in RAW_PARTS[wildcards.store.split("_")[0]]]
+    parts = RAW_PARTS[wildcards.store.split("_")[0]]
+    return [LOCAL[part] if LOCAL.get(part) else f"{RAW}/{part}.fetched" for part in parts]
+
+
+def fetch_inputs(wildcards):
+    """The SSL4EO-S12 fetch reads the NoL ids of NoLDO (``ancient``: its age never reruns it)."""
+    if wildcards.part != "ssl4eo_s12":
+        return []
+    if LOCAL.get("noldo"):
+        return [ancient(LOCAL["noldo"])]
+    return [ancient(f"{RAW}/noldo.fetched")]
+
+
+def local_tree_args():
+    """``--noldo PATH ...`` of the trees read in place (real data only)."""
+    if SOURCE == "synthetic":
+        return ""
+    return " ".join(f"--{part.replace('_', '-')} {shlex.quote(str(path))}"
+                    for part, path in sorted(LOCAL.items()) if path)
 
 
 def launcher(wildcards, resources):

@@ -16,7 +16,7 @@ STORES = ["nol", "dw_train", "dw_test", "osm_train", "osm_test", "dfc2020_train"
 TASK_TABLE = {"dfc2020": 1, "dw": 2, "osm": 3}
 VARIANTS = list(config["pretrain"]["variants"])
 FT = config["finetune"]
-# one fine-tuning run; evaluation takes all seeds of a (task, modality, weights, setting) at once
+# one fine-tuning run; one job trains and evaluates all runs of a (task, modality, weights) group
 FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
 GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
 
@@ -43,6 +43,11 @@ def store(name):
 def variant_modalities(variant):
     fusion = config["pretrain"]["variants"][variant]["fusion"]
     return {"single_s1": ["s1"], "single_s2": ["s2"]}.get(fusion, ["s1", "s2"])
+
+
+def variants_with(modalities):
+    """Regex of the variants that train exactly these modalities."""
+    return "|".join(v for v in VARIANTS if variant_modalities(v) == modalities) or "(?!)"
 
 
 def pretrain_settings(variant):
@@ -76,6 +81,17 @@ def runs(tasks, modalities, weights, settings, seeds):
     return out
 
 
+def group_outputs(name, settings):
+    """One output file of every run (settings x seeds) of a fine-tuning group."""
+    return expand(f"{FT_DIR}/{name}", setting=settings, seed=FT["seeds"], allow_missing=True)
+
+
+def group_run_dir(wildcards):
+    """The run directories of a group, with {setting} and {seed} left for the CLI to fill in."""
+    return FT_DIR.format(task=wildcards.task, modality=wildcards.modality,
+                         weights=wildcards.weights, setting="{setting}", seed="{seed}")
+
+
 def metrics_files(run_list):
     return [f"{FT_DIR}/metrics.json".format(**r) for r in run_list]
 
@@ -94,6 +110,13 @@ def table_runs_all():
 def ablation_runs():
     a = FT["ablation"]
     return runs([a["task"]], [a["modality"]], VARIANTS, [a["setting"]], FT["seeds"])
+
+
+def ablation_only_weights():
+    """Regex of the variants whose ablation runs the main fine-tuning groups do not make."""
+    main = [r for t in FT["tasks"] for r in table_runs(t)]
+    only = sorted({r["weights"] for r in ablation_runs() if r not in main})
+    return "|".join(only) or "(?!)"  # (?!) matches nothing
 
 
 def prediction_runs(task):
@@ -157,6 +180,7 @@ REFERENCE = {1: "reference/paper_table1_dfc2020.csv", 2: "reference/paper_table2
 TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 
+ABLATION_ONLY = ablation_only_weights()
 TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]
 # The samples figure shows the selection of the first two-modality variant.
 SELECTION_VARIANT = next(v for v in VARIANTS if len(variant_modalities(v)) == 2)

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from rasterio.enums import Resampling
 
 from cromss.constants import IGNORE_INDEX
+from cromss.data import inspect
 from cromss.predict.scene import find_bands
 from cromss.report import figures
 from cromss.training import metrics
@@ -67,7 +68,7 @@ def map_figure(map_path: str | Path, scene: Sequence[str | Path],
     confidence_path = Path(map_path).with_name(f"{Path(map_path).stem}_confidence.tif")
     panels = 3 + (2 if truth else 0)
     figure, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 4.4), layout="constrained")
-    axes[0].imshow(figures.stretch(true_colour(scene)))
+    axes[0].imshow(inspect.true_colour(true_colour(scene)))
     axes[0].set_title("S2 true colour (B4 B3 B2)", fontsize=10)
     figures._show_label(axes[1], prediction, colors)
     axes[1].set_title(f"map: {Path(map_path).stem}", fontsize=10)

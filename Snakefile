@@ -17,12 +17,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/maps_common.smk"
 include: "workflow/rules/release.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/maps.smk"
 include: "workflow/rules/stages.smk"
 
 
@@ -31,3 +33,5 @@ rule all:
     input:
         TABLES,
         FIGURES,
+        MAPS_OUT,
+        MAP_FIGURES,

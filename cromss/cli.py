@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cromss.training.cli",
     "cromss.release",
     "cromss.report.cli",
+    "cromss.predict.cli",
 )
 
 

@@ -87,6 +87,7 @@ def test_offline_default_dag(workflow_copy):
     assert jobs["pretrain"] == 4
     assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
     assert jobs["transfer_table"] == 3 and jobs["ablation_table"] == 1
+    assert jobs["synthetic_scene"] == jobs["scene_map"] == jobs["map_figure"] == 1
 
 
 def test_paper_config_builds_the_full_dag(workflow_copy):
@@ -135,6 +136,8 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
         table = tiny_run / f"results/tables/table{number}.csv"
         assert table.is_file() and len(table.read_text().splitlines()) >= 2
     assert (tiny_run / "results/figures/samples.png").stat().st_size > 10_000
+    assert (tiny_run / "results/maps/synthetic/best-dw.tif").is_file()
+    assert (tiny_run / "results/maps/synthetic/best-dw.png").stat().st_size > 10_000
     assert planned_jobs(tiny_run, *TINY_ARGS) == {}
     job_logs = list((tiny_run / "results/logs").rglob("*.log"))
     assert len(job_logs) > 40
@@ -150,7 +153,8 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
     jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
     assert set(jobs) == {"finetune", "finetune_ablation", "transfer_table", "ablation_table",
-                         "transfer_figure", "predictions_figure", "metrics_summary", "all"}
+                         "transfer_figure", "predictions_figure", "metrics_summary", "scene_map",
+                         "map_figure", "all"}
 
     world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))

@@ -1,0 +1,121 @@
+"""A large synthetic scene to map: one acquisition of the synthetic world, far larger than a tile.
+
+The scene is drawn by the same world as the training data (:mod:`cromss.data.synthetic`: land
+cover, phenology, S2 endmember mixing, S1 backscatter with speckle) and written as a user would
+have it:
+
+- ``S2/<tile>_<time>_B01.tif`` ... ``_B12.tif``: the 13 L1C bands as separate files at their
+  native 10 / 20 / 60 m resolution (named like the ``IMG_DATA`` files of an L1C product; GeoTIFF
+  instead of JPEG 2000), uint16 digital numbers, in a UTM zone;
+- ``S1/<product>_VV.tif``, ``_VH.tif``: terrain-corrected backscatter in dB on the 10 m grid,
+  float32, NaN without data;
+- ``truth/{dw,osm,dfc2020}.tif``: the true map of each task's classes (class indices, 255 =
+  no class), for the error of a map against it.
+
+To stay fast at thousands of pixels the land cover is drawn at ``1 / land_cover_scale`` of the
+size and enlarged (parcels, lakes and towns are that much larger); the sensors then see every
+10 m pixel with its own texture and speckle. S2 is computed in strips of rows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cromss.atomic import atomic_path
+from cromss.constants import DFC_REMAP, NOISY_DW_REMAP, OSM_REMAP, S2_BANDS, S2_NATIVE_RESOLUTION_M
+from cromss.data import synthetic as world  # the world's scene functions and the writers
+
+DEFAULT_SCENE = {"seed": 0, "size": 2048, "season": 2, "land_cover_scale": 2,
+                 "cloud_fraction": 0.0}
+STRIP_ROWS = 256
+
+
+def resolve_scene_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    settings = dict(settings or {})
+    unknown = set(settings) - set(DEFAULT_SCENE)
+    if unknown:
+        raise ValueError(f"unknown scene settings: {', '.join(sorted(unknown))}")
+    settings = {**DEFAULT_SCENE, **settings}
+    size, scale = int(settings["size"]), int(settings["land_cover_scale"])
+    if scale < 1 or size % scale or size < 32:
+        raise ValueError(f"scene size {size} must be at least 32 px and a multiple of "
+                         f"land_cover_scale {scale}")
+    if not 0 <= int(settings["season"]) <= 3:
+        raise ValueError(f"season must be 0..3 (winter..autumn), not {settings['season']}")
+    return settings
+
+
+def _enlarge(array: np.ndarray, scale: int) -> np.ndarray:
+    return np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
+
+
+def _native(band: np.ndarray, factor: int) -> np.ndarray:
+    """A 10 m band at ``factor`` x coarser pixels; the last row and column of coarse pixels
+    reach past the 10 m grid where its size is not a multiple (they average the edge)."""
+    pad = -band.shape[0] % factor, -band.shape[1] % factor
+    padded = np.pad(band, ((0, pad[0]), (0, pad[1])), mode="edge")
+    h, w = padded.shape  # an L1C coarse pixel covers the factor x factor 10 m pixels at its corner
+    blocks = padded.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    return np.round(blocks).astype(np.uint16)
+
+
+def _class_indices(codes: np.ndarray, remap: dict[int, int]) -> np.ndarray:
+    table = np.full(256, 255, np.uint8)
+    table[list(remap)] = list(remap.values())
+    return table[codes]
+
+
+def _s2_strips(rng: np.random.Generator, fine: np.ndarray, vf: np.ndarray, snow: np.ndarray,
+               cloud: np.ndarray) -> np.ndarray:
+    """S2 reflectance (13, H, W) uint16, computed ``STRIP_ROWS`` rows at a time."""
+    out = np.empty((len(S2_BANDS), *fine.shape), np.uint16)
+    for top in range(0, fine.shape[0], STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        out[:, rows] = np.round(world.s2_reflectance(rng, fine[rows], vf[rows], snow[rows],
+                                                     cloud[rows], world.TEMPERATE))
+    return out
+
+
+def write_scene(out: str | os.PathLike, settings: dict[str, Any] | None = None) -> Path:
+    """Write one synthetic scene under ``out`` (replaced atomically); returns ``out``."""
+    settings = resolve_scene_settings(settings)
+    size, scale, season = (int(settings[k]) for k in ("size", "land_cover_scale", "season"))
+    rng = np.random.default_rng([int(settings["seed"]), len(world.STREAMS) + 1])
+    climate = world.TEMPERATE
+    fine, parcel_index, elevation = (_enlarge(a, scale)
+                                     for a in world.land_cover(rng, size // scale, climate))
+    when = world.season_dates(rng)[season]
+    epsg, transform = world.utm_grid(rng, climate)
+    tile = f"{epsg % 100:02d}" + world.mgrs_tile(rng, *(np.mean(climate.lat),
+                                                        np.mean(climate.lon)))[3:]  # its zone
+    snow = world.snow_cover(rng, elevation, season, climate, False) & (fine != world.RIVER)
+    dw = np.where(snow, world.DW_SNOW, world.FINE_TO_DW[fine]).astype(np.uint8)
+    vf = world.vegetation_fraction(rng, fine, parcel_index, season, climate)
+    cloud = world.cloud_opacity(rng, size, float(settings["cloud_fraction"]))
+    s2 = _s2_strips(rng, fine, vf, snow, cloud)
+    s1 = world.s1_backscatter(rng, fine, vf, snow, elevation, season, climate)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        stamp = f"{when:%Y%m%dT%H%M%S}"
+        for band, values in zip(S2_BANDS, s2):
+            factor = S2_NATIVE_RESOLUTION_M[band] // 10
+            coarse = _native(values, factor)
+            name = f"T{tile}_{stamp}_B{band[1:]:0>2}.tif" if band != "B8A" else \
+                f"T{tile}_{stamp}_B8A.tif"
+            world.write_tif(tmp / "S2" / name, coarse, epsg,
+                            transform @ transform.scale(factor, factor))
+        product = world.s1_product_name(rng, when)
+        for band, values in zip(("VV", "VH"), s1):
+            world.write_tif(tmp / "S1" / f"{product}_{band}.tif", values, epsg, transform,
+                            nodata=float("nan"))
+        truths = {"dw": _class_indices(dw, NOISY_DW_REMAP),
+                  "osm": _class_indices(world.FINE_TO_OSM[fine], OSM_REMAP),
+                  "dfc2020": _class_indices(np.where(snow, 8, world.FINE_TO_DFC[fine]),
+                                            DFC_REMAP)}
+        for task, truth in truths.items():
+            world.write_tif(tmp / "truth" / f"{task}.tif", truth, epsg, transform, nodata=255)
+    return out

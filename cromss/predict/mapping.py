@@ -1,0 +1,89 @@
+"""A scene and a model in, a georeferenced map out: ``cromss predict``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import rasterio
+
+from cromss.predict.output import MapWriter
+from cromss.predict.predictor import Predictor, load_predictor
+from cromss.predict.scene import SceneReader
+from cromss.predict.tiling import Tiling, predict_strips
+
+log = logging.getLogger(__name__)
+
+GDAL_CACHE_MB = 128
+"""GDAL's block cache while reading and writing (its default, 5 % of the RAM, would let memory
+grow with the scene up to that share)."""
+SCORE = ("strict", "mIoU")
+"""The score that ranks fine-tuned runs (``metrics.json``: strict-convention mIoU)."""
+
+
+def best_model(metrics: Sequence[str | Path]) -> tuple[Path, dict[str, Any]]:
+    """The ``model.pt`` beside the best of several ``metrics.json`` files (highest mIoU; the
+    first of equals), and its metrics."""
+    if not metrics:
+        raise ValueError("no metrics files to choose the best model from")
+    ranked = []
+    for path in map(Path, metrics):
+        result = json.loads(path.read_text())
+        try:
+            score = float(result[SCORE[0]][SCORE[1]])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: no {'.'.join(SCORE)} score") from err
+        ranked.append((score, path, result))
+    score, path, result = max(ranked, key=lambda item: item[0])
+    model = path.with_name("model.pt")
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: the best run's model (mIoU {score:.2f}) is missing")
+    log.info("best of %d runs: %s (mIoU %.2f)", len(ranked), model, score)
+    return model, result
+
+
+def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out: str | Path, *,
+                confidence: str | Path | None = None, probabilities: str | Path | None = None,
+                tile: int = 256, overlap: int = 64, batch_size: int = 8, s1_units: str = "db",
+                device: str | None = None, stac: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Map ``scene`` (files and folders; or the area ``stac``, see
+    :func:`cromss.predict.stac_scene.stac_scene`) with ``model``; returns a summary (files,
+    size, time, throughput)."""
+    started = time.perf_counter()
+    predictor = model if isinstance(model, Predictor) else load_predictor(model, device)
+    if tile % 32:
+        raise ValueError(f"tile {tile} px: must be a multiple of 32 (the encoders' stride)")
+    needs = {m: predictor.bands(m) for m in predictor.modalities}
+    if stac is not None:
+        from cromss.predict.stac_scene import stac_scene
+
+        bands, grid, s1_units = stac_scene(stac, needs)
+        reader = SceneReader([], needs, s1_units=s1_units, bands=bands, grid=grid)
+    else:
+        reader = SceneReader(scene, needs, s1_units=s1_units)
+    tiling = Tiling(reader.height, reader.width, tile, overlap)
+    writer = MapWriter(Path(out), reader.crs, reader.transform, reader.width, reader.height,
+                       predictor.classes, predictor.colors, predictor.branches,
+                       confidence=confidence, probabilities=probabilities)
+
+    def read(window):
+        raw, valid = reader.read(window)
+        return {m: predictor.prepare(m, raw[m]) for m in predictor.modalities}, valid
+
+    log.info("%s: %d x %d px in %d tiles of %d px (overlap %d) on %s", out, reader.width,
+             reader.height, len(tiling), tile, overlap, predictor.device)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), reader, writer:
+        for strip in predict_strips(tiling, read, predictor, predictor.channels, batch_size):
+            writer.write(strip)
+    seconds = time.perf_counter() - started
+    megapixels = reader.width * reader.height / 1e6
+    return {"map": str(writer.out), "confidence": str(writer.confidence),
+            "probabilities": str(probabilities) if probabilities else None,
+            "model": predictor.source, "kind": predictor.kind,
+            "modalities": list(predictor.modalities), "classes": predictor.classes,
+            "width": reader.width, "height": reader.height, "tiles": len(tiling),
+            "seconds": round(seconds, 3), "megapixels_per_second": round(megapixels / seconds, 3)}

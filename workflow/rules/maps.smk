@@ -1,0 +1,71 @@
+# Maps of whole scenes: `cromss predict` (tiled, blended inference) on the scenes of the config.
+
+
+rule synthetic_scene:
+    output:
+        directory(f"{SCENE_DIR}/{{scene}}"),
+    params:
+        settings=lambda w: as_json(MAP_SCENES[w.scene]["synthetic"]),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/maps/scene_{{scene}}.log",
+    benchmark:
+        f"{BENCH}/maps/scene_{{scene}}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    shell:
+        "cromss scene --settings {params.settings:q} --out {output} > {log} 2>&1"
+
+
+rule scene_map:
+    input:
+        unpack(map_model_inputs),
+        scene=lambda w: scene_inputs(w.scene),
+    output:
+        map=f"{MAP_DIR}/{{model}}.tif",
+        confidence=f"{MAP_DIR}/{{model}}_confidence.tif",
+    params:
+        model=lambda w, input: (f"--best-of {' '.join(input.metrics)}" if "metrics" in input.keys()
+                                else f"--model {input.model}"),
+        tiling=lambda w: (f"--tile {MAPS.get('tile', 256)} --overlap {MAPS.get('overlap', 64)}"
+                          f" --batch-size {MAPS.get('batch_size', 8)}"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=min(GPUS, 1),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/maps/{{scene}}_{{model}}.log",
+    benchmark:
+        f"{BENCH}/maps/{{scene}}_{{model}}.tsv"
+    shell:
+        "cromss predict {params.model} --scene {input.scene} --out {output.map}"
+        " --confidence {output.confidence} {params.tiling} --threads {threads} > {log} 2>&1"
+
+
+rule map_figure:
+    input:
+        map=f"{MAP_DIR}/{{model}}.tif",
+        confidence=f"{MAP_DIR}/{{model}}_confidence.tif",
+        scene=lambda w: scene_inputs(w.scene),
+    output:
+        report(f"{MAP_DIR}/{{model}}.png", category="Maps", subcategory="{scene}",
+               caption="../report/map.rst"),
+    params:
+        truth=map_truth,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/maps/{{scene}}_{{model}}_figure.log",
+    benchmark:
+        f"{BENCH}/maps/{{scene}}_{{model}}_figure.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    shell:
+        "cromss map-figure --map {input.map} --scene {input.scene} {params.truth}"
+        " --out {output} > {log} 2>&1"

@@ -21,6 +21,11 @@ FT = config["finetune"]
 # one fine-tuning run; one job trains and evaluates all runs of a (task, modality, weights) group
 FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
 GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
+UNKNOWN_WEIGHTS = sorted(set(FT["weights"]) - {"random", *VARIANTS, *RELEASES})
+if UNKNOWN_WEIGHTS:
+    raise ValueError(f"finetune.weights: {', '.join(UNKNOWN_WEIGHTS)} is neither 'random', a "
+                     f"pretrain variant ({', '.join(VARIANTS) or 'none'}) nor a release "
+                     f"({', '.join(RELEASES)})")
 
 wildcard_constraints:
     store="|".join(STORES),

@@ -1,13 +1,6 @@
 # Released CromSS weights (finetune.weights: release-13B-midF, release-13B-lateF, release-9B-midF,
 # release-9B-lateF): fetched through the Hugging Face source of data.real (resumable, verified,
 # kept in its download_dir) and exported as the same encoder files a pretraining variant writes.
-from cromss.release import RELEASES
-
-UNKNOWN_WEIGHTS = sorted(set(FT["weights"]) - {"random", *VARIANTS, *RELEASES})
-if UNKNOWN_WEIGHTS:
-    raise ValueError(f"finetune.weights: {', '.join(UNKNOWN_WEIGHTS)} is neither 'random', a "
-                     f"pretrain variant ({', '.join(VARIANTS) or 'none'}) nor a release "
-                     f"({', '.join(RELEASES)})")
 RELEASE_SOURCE_KEYS = ("huggingface_url", "download_dir", "retry", "weights")
 
 

@@ -33,3 +33,12 @@ def tiny_world(tiny_raw: Path) -> dict[str, Path]:
     for name, path in stores.items():
         ingest(name, tiny_raw, path)
     return stores
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
+    workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests
+    that change the checkout's git or DVC state work on a copy."""
+    from test_workflow import run_tiny_workflow
+    return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")

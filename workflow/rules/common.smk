@@ -17,6 +17,8 @@ FT = config["finetune"]
 # one fine-tuning run; evaluation takes all seeds of a (task, modality, weights, setting) at once
 FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
 GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
+# DDP processes of one pretraining job: one per GPU, else the configured CPU (gloo) processes
+TRAINING_PROCESSES = GPUS or config.get("resources", {}).get("processes_per_training_job", 1)
 
 wildcard_constraints:
     store="|".join(STORES),
@@ -115,11 +117,17 @@ def raw_inputs(wildcards):
     return [f"{RAW}/{part}" for part in RAW_PARTS[wildcards.store.split("_")[0]]]
 
 
-def launcher(wildcards, resources):
-    """torchrun with one process per GPU on a multi-GPU node, else the plain CLI."""
-    if resources.gpu > 1:
-        return f"torchrun --standalone --nproc_per_node={resources.gpu} -m cromss"
+def launcher(wildcards):
+    """torchrun with one process per GPU (or per configured CPU process) in the job's one
+    allocation, else the plain CLI."""
+    if TRAINING_PROCESSES > 1:
+        return f"torchrun --standalone --nproc_per_node={TRAINING_PROCESSES} -m cromss"
     return "cromss"
+
+
+def threads_per_process(wildcards, threads):
+    """The job's threads shared among its training processes."""
+    return max(1, threads // TRAINING_PROCESSES)
 
 
 def encoder_input(wildcards):

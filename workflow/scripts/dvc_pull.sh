@@ -13,7 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DVC_NO_ANALYTICS=1
 
-dvc pull
+if ! dvc pull; then
+    echo "dvc_pull.sh: dvc pull from the remote failed (DVC's reason above): check its" \
+         "credentials, bucket and endpoint ('dvc remote list', 'dvc remote modify --local');" \
+         "files already in results/ were left as they were and nothing was marked up to date" >&2
+    exit 1
+fi
 status="$(dvc status --json workflow)"
 if [[ "$status" != "{}" ]]; then
     echo "dvc_pull.sh: the checkout differs from dvc.lock, so the pulled results are not marked" \

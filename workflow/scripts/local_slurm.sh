@@ -13,7 +13,8 @@
 # the cluster through a link at the default path, /etc/slurm/slurm.conf, made only where no
 # slurm.conf is there yet and removed by `stop` (SLURM_CONF alone is not enough: the executor
 # plugin's job step drops SLURM_* variables before its nested srun). Both commands are
-# idempotent; `stop` ends only the processes recorded in the state directory's pid files.
+# idempotent; `stop` cancels the jobs left on this cluster, then ends only the processes
+# recorded in the state directory's pid files.
 set -euo pipefail
 
 DIR="${LOCAL_SLURM_DIR:-/tmp/cromss-slurm-$(id -u)}"
@@ -121,6 +122,14 @@ link_conf() {
 
 stop() {
     local pid
+    if running_pid slurmctld > /dev/null; then
+        # jobs still running (a run that was interrupted) end with the cluster
+        scancel --user "$(id -un)" 2> /dev/null || true
+        for _ in $(seq 40); do
+            [[ -z "$(squeue -h -t RUNNING,COMPLETING -o %i 2> /dev/null)" ]] && break
+            sleep 0.25
+        done
+    fi
     for daemon in slurmd slurmctld munged; do
         pid="$(running_pid "$daemon")" || continue
         kill "$pid"

@@ -12,7 +12,7 @@ import rasterio
 
 from cromss.cli import main
 from cromss.constants import IGNORE_INDEX
-from cromss.data import layouts
+from cromss.data.layouts import noldo, ssl4eo_s12
 from cromss.data.ingest import STORES, ingest, remap_labels
 from cromss.data.store import open_arrays, open_store
 
@@ -26,7 +26,7 @@ def raw(tiny_raw, tmp_path) -> Path:
 
 
 def first_location(raw: Path) -> tuple[str, list[str]]:
-    return layouts.read_noldo_ids(raw / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv")[0]
+    return noldo.read_ids(raw / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv")[0]
 
 
 def rewrite(path: Path, data: np.ndarray | None = None, **profile) -> None:
@@ -67,23 +67,27 @@ def test_nol_store_matches_the_raw_files(tiny_world, tiny_raw):
     ds = open_store(tiny_world["nol"])
     location, seasons = first_location(tiny_raw)
     assert ds["sample"].values[0] == location
-    expected = [np.datetime64(layouts.acquisition_time(s), "ns") for s in seasons]
+    expected = [np.datetime64(ssl4eo_s12.acquisition_time(s), "ns") for s in seasons]
     assert list(ds["time"].values[0]) == expected
-    with rasterio.open(tiny_raw / "ssl4eo_s12/s2_l1c" / location / seasons[2] / "B3.tif") as src:
+    with rasterio.open(tiny_raw / "ssl4eo_s12/s2c" / location / seasons[2] / "B3.tif") as src:
         assert (ds["s2"].values[0, 2, 2] == src.read(1)).all()  # 10 m bands pass unchanged
         assert ds["crs"].values[0] == 4326
         assert tuple(ds["transform"].values[0]) == pytest.approx(src.transform.to_gdal())
-    with rasterio.open(tiny_raw / "ssl4eo_s12/s2_l1c" / location / seasons[2] / "B1.tif") as src:
-        coarse = src.read(1).astype(float)  # 60 m: 8 px resampled to 48 (bilinear)
-    assert ds["s2"].values[0, 2, 0].mean() == pytest.approx(coarse.mean(), rel=0.02)
+    with rasterio.open(tiny_raw / "ssl4eo_s12/s2c" / location / seasons[2] / "B1.tif") as src:
+        coarse = src.read(1).astype(float)  # 60 m: 8 px, first pixel centre = B2's
+    # resampled by transform: 10 m pixel 6j lies on the centre of 60 m pixel j (a naive resize
+    # would put it 2.5 px away)
+    np.testing.assert_allclose(ds["s2"].values[0, 2, 0][::6, ::6], coarse, atol=1)
     with rasterio.open(tiny_raw / "truth" / location / seasons[1] / "label.tif") as src:
-        assert (ds["truth"].values[0, 1] == src.read(1)).all()
+        # the label lies 0.3 px off the image grid and one pixel larger: nearest picks pixel i
+        assert src.shape == (49, 49)
+        assert (ds["truth"].values[0, 1] == src.read(1)[:48, :48]).all()
 
 
 def test_expert_codes_are_remapped(tiny_world, tiny_raw):
     ds = open_store(tiny_world["dw_train"])
     name = ds["sample"].values[0]
-    with rasterio.open(tiny_raw / DW_TILES / "label_dw" / f"{name}.tif") as src:
+    with rasterio.open(tiny_raw / DW_TILES / "label_dw" / f"dw_{name}.tif") as src:
         codes = src.read(1)
     label = ds["label"].values[0, 0]
     assert (label[(codes == 0) | (codes == 10)] == IGNORE_INDEX).all()
@@ -100,14 +104,14 @@ def test_pair_by_date_picks_the_closest_s1_season():
     s2 = ["20201221T101010_20201221T101500_T32UQT", "20210320T101010_20210320T101500_T32UQT"]
     s1 = ["S1A_IW_GRDH_1SDV_20210318T050000_20210318T050025_000001_000001_0001",
           "S1B_IW_GRDH_1SDV_20201225T170000_20201225T170025_000002_000002_0002"]
-    assert layouts.pair_by_date(s2, s1, Path("x")) == [s1[1], s1[0]]
+    assert ssl4eo_s12.pair_by_date(s2, s1, Path("x")) == [s1[1], s1[0]]
     with pytest.raises(FileNotFoundError, match="season folder is missing"):
-        layouts.pair_by_date(s2, s1[:1], Path("x"))
+        ssl4eo_s12.pair_by_date(s2, s1[:1], Path("x"))
 
 
 def test_truncated_file(raw, tmp_path):
     location, seasons = first_location(raw)
-    band = raw / "ssl4eo_s12/s2_l1c" / location / seasons[0] / "B4.tif"
+    band = raw / "ssl4eo_s12/s2c" / location / seasons[0] / "B4.tif"
     band.write_bytes(band.read_bytes()[:600])
     assert_fails_cleanly("nol", raw, tmp_path, ValueError, "B4.tif")
 
@@ -121,8 +125,8 @@ def test_not_a_geotiff(raw, tmp_path):
 def test_wrong_band_count(raw, tmp_path):
     tile = sorted((raw / DW_TILES / "image_s2").iterdir())[0]
     with rasterio.open(tile) as src:
-        rewrite(tile, src.read()[:12])
-    assert_fails_cleanly("dw_train", raw, tmp_path, ValueError, "12 bands, expected 13")
+        rewrite(tile, src.read()[:11])
+    assert_fails_cleanly("dw_train", raw, tmp_path, ValueError, "11 bands, expected 12 or 13")
 
 
 def test_s1_on_another_grid(raw, tmp_path):
@@ -135,7 +139,7 @@ def test_s1_on_another_grid(raw, tmp_path):
 
 def test_s1_in_another_crs(raw, tmp_path):
     location, _ = first_location(raw)
-    season = sorted((raw / "ssl4eo_s12/s1_grd" / location).iterdir())[0]
+    season = sorted((raw / "ssl4eo_s12/s1" / location).iterdir())[0]
     rewrite(season / "VH.tif", crs="EPSG:3857")
     assert_fails_cleanly("nol", raw, tmp_path, ValueError, "VH.tif: CRS EPSG:3857 differs")
 
@@ -152,22 +156,22 @@ def test_label_values_outside_the_codes(raw, tmp_path):
 
 def test_missing_season_folder(raw, tmp_path):
     location, seasons = first_location(raw)
-    shutil.rmtree(raw / "ssl4eo_s12/s2_l1c" / location / seasons[3])
+    shutil.rmtree(raw / "ssl4eo_s12/s2c" / location / seasons[3])
     assert_fails_cleanly("nol", raw, tmp_path, FileNotFoundError,
                          f"{seasons[3]}: season folder missing")
 
 
 def test_missing_s1_season_folder(raw, tmp_path):
     location, _ = first_location(raw)
-    shutil.rmtree(sorted((raw / "ssl4eo_s12/s1_grd" / location).iterdir())[0])
+    shutil.rmtree(sorted((raw / "ssl4eo_s12/s1" / location).iterdir())[0])
     assert_fails_cleanly("nol", raw, tmp_path, FileNotFoundError, "a season folder is missing")
 
 
 def test_listed_location_without_images(raw, tmp_path):
     ids = raw / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv"
     _, seasons = first_location(raw)
-    with open(ids, "a", newline="") as handle:
-        csv.writer(handle).writerow(["250999", *seasons])
+    with open(ids, "a", newline="") as handle:  # the tiny world's csv has the header form
+        csv.writer(handle).writerow(["6", "250999", *seasons])
     assert_fails_cleanly("nol", raw, tmp_path, FileNotFoundError,
                          "location 0250999 is listed in dw_complete_ids.csv but has no images")
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cromss.cli import main
+from cromss.data.layouts import ssl4eo_s12
 from cromss.sources.dfc2020 import MIRROR
 from sources_server import LoopbackServer
 
@@ -116,10 +117,10 @@ def test_ssl4eo_v1_parts_keep_only_the_nol_subset(remote: LoopbackServer, tmp_pa
         "format": "v1", "locations": "nol", "max_locations": 2, "modalities": ["s1_grd"],
         "v1": {"repo": "wangyi111/SSL4EO-S12", "revision": "rev", "parts": {"s1_grd": parts}}}}
     assert _fetch("ssl4eo", settings, out) == 0
-    kept = sorted(p.relative_to(out / "ssl4eo_s12/s1_grd").parts[0]
-                  for p in (out / "ssl4eo_s12/s1_grd").rglob("B2.tif"))
+    kept = sorted(p.relative_to(out / "ssl4eo_s12/s1").parts[0]
+                  for p in (out / "ssl4eo_s12/s1").rglob("B2.tif"))
     assert kept == ["0000001", "0000003"]  # the first two NoL ids, in id order
-    assert (out / "ssl4eo_s12/s1_grd/0000003/20200323T162931_20200323T163750_T15QXA/B2.tif"
+    assert (out / "ssl4eo_s12/s1/0000003/20200323T162931_20200323T163750_T15QXA/B2.tif"
             ).read_text() == "0000003"
 
 
@@ -128,18 +129,40 @@ def test_ssl4eo_nol_needs_the_id_list(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "run `cromss fetch noldo` first" in capsys.readouterr().err
 
 
-def _v11_shard(path: Path, ids: list[str]) -> None:
+V11_S1 = "datasets/embed2scale/SSL4EO-S12-v1.1-Zarr/resolve/main/train/S1GRD"
+
+
+S2_STAMPS = ("20200320T100000", "20200621T100000", "20200922T100000", "20201221T100000")
+
+
+def _v11_shard(path: Path, ids: list[str], product: str = "S1GRD", seasons: int = 2) -> None:
+    """A shard as the v1.1 README prints one: bands(sample, time, band, y, x) (S1 float16, S2
+    int16), integer time/x/y indices, per-sample crs, x_/y_ pixel centres, time_ and file_id."""
     import xarray as xr
 
-    n = len(ids)
-    pixels = np.arange(n * 2 * 2 * 4 * 4, dtype=np.float32).reshape(n, 2, 2, 4, 4)
-    times = np.array([["2020-03-20T10:00:00", "2020-06-21T10:00:00"]] * n, dtype="datetime64[ns]")
+    n, t = len(ids), seasons
+    if product == "S1GRD":
+        names, dtype = ["vv", "vh"], np.float16
+        file_ids = [[f"S1A_IW_GRDH_1SDV_{stamp}_{stamp}_031883_03AE27_9BA{i}"
+                     for stamp in S2_STAMPS[:t]] for i in range(n)]
+    else:
+        names, dtype = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
+                        "B10", "B11", "B12"], np.int16
+        file_ids = [[f"{stamp}_{stamp}_T33SWC" for stamp in S2_STAMPS[:t]] for _ in range(n)]
+    pixels = (np.arange(n * t * len(names) * 16) % 2000 + 1000).astype(dtype).reshape(
+        n, t, len(names), 4, 4)
+    times = np.array([[np.datetime64(f"{st[:4]}-{st[4:6]}-{st[6:8]}T10:00:00") for st in S2_STAMPS[:t]]] * n,
+                     dtype="datetime64[ns]")
     ds = xr.Dataset(
-        {"bands": (("sample", "season", "band", "y", "x"), pixels),
-         "time": (("sample", "season"), times)},
-        coords={"sample": ids, "band": ["vv", "vh"], "x": 500000.0 + 10 * np.arange(4),
-                "y": 4000000.0 - 10 * np.arange(4)},
-        attrs={"crs": "EPSG:32633"})
+        {"bands": (("sample", "time", "band", "y", "x"), pixels),
+         "crs": (("sample",), np.full(n, 32633, np.int64)),
+         "x_": (("sample", "x"), 500005.0 + 10 * np.arange(4)[None].repeat(n, 0)),
+         "y_": (("sample", "y"), 3999995.0 - 10 * np.arange(4)[None].repeat(n, 0)),
+         "time_": (("sample", "time"), times),
+         "file_id": (("sample", "time"), np.array(file_ids)),
+         "center_lat": (("sample",), np.full(n, 36.1)), "center_lon": (("sample",), np.full(n, 15.0))},
+        coords={"sample": ids, "band": names, "time": np.arange(t), "x": np.arange(4),
+                "y": np.arange(4)})
     folder = path.with_suffix(".dir")
     ds.to_zarr(folder, zarr_format=2, consolidated=True)
     with zipfile.ZipFile(path, "w") as bundle:  # how the released shards are packed
@@ -148,24 +171,72 @@ def _v11_shard(path: Path, ids: list[str]) -> None:
                 bundle.write(file, file.relative_to(folder).as_posix())
 
 
+def test_converted_v11_tree_is_ingested(tmp_path: Path) -> None:
+    import rasterio
+
+    from cromss.data.ingest import ingest
+    from cromss.data.layouts import Roots
+    from cromss.data.store import open_store
+    from cromss.sources.ssl4eo import convert_zarr_shard
+
+    raw = tmp_path / "raw"
+    for product, modality in (("S1GRD", "s1_grd"), ("S2L1C", "s2_l1c")):
+        shard = tmp_path / f"{product}.zarr.zip"
+        _v11_shard(shard, ["0000005"], product, seasons=4)
+        folder = raw / "ssl4eo_s12" / ssl4eo_s12.FOLDERS[modality]
+        assert convert_zarr_shard(shard, modality, folder, None, s2_offset=1000) == 1
+    seasons = [f"{stamp}_{stamp}_T33SWC" for stamp in S2_STAMPS]
+    nol = raw / "noldo/ssl4eo_s12_nol"
+    for season in seasons:  # DW labels fetched for the v1.1 dates, on the patch grid
+        (nol / "0000005" / season).mkdir(parents=True)
+        with rasterio.open(nol / "0000005" / season / "label.tif", "w", driver="GTiff", width=4,
+                           height=4, count=1, dtype="uint8", crs="EPSG:32633",
+                           transform=rasterio.transform.from_origin(500000, 4000000, 10, 10)) as dst:
+            dst.write(np.full((1, 4, 4), 2, np.uint8))
+    (nol / "dw_complete_ids.csv").write_text(",".join(["5", *seasons]) + "\n")
+    ingest("nol", Roots.under(raw), tmp_path / "nol.zarr")
+    ds = open_store(tmp_path / "nol.zarr")
+    assert ds["crs"].values[0] == 32633 and ds["transform"].values[0].tolist()[:3] == [500000, 10, 0]
+    expected = (np.arange(4 * 13 * 16) % 2000 + 1000).reshape(4, 13, 4, 4) - 1000
+    np.testing.assert_array_equal(ds["s2"].values[0], expected)  # the +1000 offset removed
+    assert str(ds["time"].values[0, 1])[:10] == "2020-06-21" and (ds["label"].values == 2).all()
+
+
 def test_ssl4eo_v11_shards_become_geotiffs(remote: LoopbackServer, tmp_path: Path) -> None:
     import rasterio
 
-    shard = remote.root / "datasets/embed2scale/SSL4EO-S12-v1.1/resolve/main/train/S1GRD/shard_000001.zarr.zip"
+    shard = remote.root / V11_S1 / "ssl4eos12_train_seasonal_data_000001.zarr.zip"
     shard.parent.mkdir(parents=True)
-    _v11_shard(shard, ["0000005_x", "0000009_x"])
+    _v11_shard(shard, ["0000005", "0000009"])
     settings = {**_base(remote, tmp_path), "ssl4eo": {
-        "format": "v1.1", "locations": "all", "max_locations": 10, "modalities": ["s1_grd"],
-        "v1_1": {"shard": "{split}/{product}/shard_{index:06d}.zarr.zip"}}}
+        "format": "v1.1", "locations": "all", "max_locations": 10, "modalities": ["s1_grd"]}}
     out = tmp_path / "raw"
     assert _fetch("ssl4eo", settings, out) == 0
-    season = out / "ssl4eo_s12/s1_grd/0000009/S1X_IW_GRDH_1SDV_20200621T100000_20200621T100000_v11"
+    season = out / "ssl4eo_s12/s1/0000009/S1A_IW_GRDH_1SDV_20200621T100000_20200621T100000_031883_03AE27_9BA1"
     with rasterio.open(season / "VH.tif") as src:
-        # sample 1, season 1, band 1 of the arange cube
-        expected = np.arange(2 * 2 * 2 * 16, dtype=np.float32).reshape(2, 2, 2, 4, 4)[1, 1, 1]
-        np.testing.assert_array_equal(src.read(1), expected)
-        assert src.crs.to_epsg() == 32633 and src.transform.c == 499995.0 and src.transform.a == 10
-    assert sorted(p.name for p in (out / "ssl4eo_s12/s1_grd").iterdir()) == ["0000005", "0000009"]
+        # sample 1, season 1, band 1 of the arange cube, float16 -> float32
+        expected = (np.arange(2 * 2 * 2 * 16) % 2000 + 1000).astype(np.float16).reshape(
+            2, 2, 2, 4, 4)[1, 1, 1]
+        np.testing.assert_array_equal(src.read(1), expected.astype(np.float32))
+        assert src.dtypes[0] == "float32" and src.crs.to_epsg() == 32633
+        assert src.transform.c == 500000.0 and src.transform.f == 4000000.0 and src.transform.a == 10
+    assert sorted(p.name for p in (out / "ssl4eo_s12/s1").iterdir()) == ["0000005", "0000009"]
+    assert ssl4eo_s12.acquisition_time(season.name).month == 6  # a v1 season name
+
+
+def test_ssl4eo_v11_converting_nothing_fails(remote: LoopbackServer, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    shard = remote.root / V11_S1 / "ssl4eos12_train_seasonal_data_000001.zarr.zip"
+    shard.parent.mkdir(parents=True)
+    _v11_shard(shard, ["0000005"])
+    ids = tmp_path / "raw/noldo/ssl4eo_s12_nol/dw_complete_ids.csv"
+    ids.parent.mkdir(parents=True)
+    ids.write_text("ids,sub1,sub2,sub3,sub4\n77,a,b,c,d\n")  # the header form
+    settings = {**_base(remote, tmp_path), "ssl4eo": {
+        "format": "v1.1", "locations": "nol", "modalities": ["s1_grd"], "v1_1": {"shards": 1}}}
+    assert _fetch("ssl4eo", settings, tmp_path / "raw") == 2
+    assert "no sample converted" in capsys.readouterr().err
+    assert not (tmp_path / "raw/ssl4eo_s12/s1").exists()
 
 
 def test_dfc2020_mirror_is_converted_to_the_original_layout(remote: LoopbackServer, tmp_path: Path) -> None:

@@ -95,15 +95,15 @@ def test_stac_patches_on_the_10m_grid(stac_api, tmp_path: Path) -> None:
     assert [p["id"] for p in manifest] == [40, 41]
     spring = "20210310T100000_20210310T100000_T33TWL"  # the clear scene, not the later cloudy one
     assert manifest[1]["s2_l1c"] == [spring, "20210620T100000_20210620T100000_T33TWL"]
-    with rasterio.open(out / "ssl4eo_s12/s2_l1c/0000041" / spring / "B4.tif") as src:
+    with rasterio.open(out / "ssl4eo_s12/s2c/0000041" / spring / "B4.tif") as src:
         red = src.read(1)
         assert src.crs.to_epsg() == 32633 and src.transform.c == corners[1][0] and red.shape == (16, 16)
     rows, cols = np.mgrid[0:16, 0:16]
     np.testing.assert_array_equal(red, (cols + 10 + PATCH) + 1000 * (rows + 10))  # 10 px margin, 2nd patch
-    with rasterio.open(out / "ssl4eo_s12/s2_l1c/0000040" / spring / "B10.tif") as src:
+    with rasterio.open(out / "ssl4eo_s12/s2c/0000040" / spring / "B10.tif") as src:
         assert not src.read(1).any()  # no "cirrus" asset: zeros, listed in the manifest
     assert "S2_clear:B10" in manifest[0]["missing_bands"]
-    s1_season = out / "ssl4eo_s12/s1_grd/0000040/S1A_IW_GRDH_1SDV_20210312T050000_X"
+    s1_season = out / "ssl4eo_s12/s1/0000040/S1A_IW_GRDH_1SDV_20210312T050000_X"
     with rasterio.open(s1_season / "VV.tif") as src:
         np.testing.assert_allclose(src.read(1), -40.0, rtol=1e-5)  # amplitude 0.01 -> 20 log10 = -40 dB
 

@@ -4,48 +4,62 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 
 import numpy as np
 import pytest
 import rasterio
 
-from cromss.data import layouts, synthetic
+from cromss.data import synthetic
+from cromss.data.layouts import ssl4eo_s12
 from cromss.data.store import open_arrays
 
 
 def test_ssl4eo_and_noldo_layout(tiny_raw):
     rows = list(csv.reader(open(tiny_raw / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv")))
-    assert len(rows) == 6 and all(len(r) == 5 and r[0].isdigit() for r in rows)  # no header
-    location, seasons = f"{int(rows[0][0]):07d}", rows[0][1:]
-    assert seasons == sorted(seasons) and all(layouts.S2_NAME.match(s) for s in seasons)
-    s1_seasons = sorted(p.name for p in (tiny_raw / "ssl4eo_s12/s1_grd" / location).iterdir())
-    assert len(s1_seasons) == 4 and all(layouts.S1_NAME.match(s) for s in s1_seasons)
-    for s2_name, s1_name in zip(seasons, layouts.pair_by_date(seasons, s1_seasons, tiny_raw)):
-        gap = layouts.acquisition_time(s1_name) - layouts.acquisition_time(s2_name)
+    assert rows[0] == ["ind", "ids", "sub1", "sub2", "sub3", "sub4"]  # odd seed: header form
+    assert len(rows) == 7 and all(len(r) == 6 and r[1].isdigit() for r in rows[1:])
+    location, seasons = f"{int(rows[1][1]):07d}", rows[1][2:]
+    assert seasons == sorted(seasons) and all(ssl4eo_s12.S2_NAME.match(s) for s in seasons)
+    s1_seasons = sorted(p.name for p in (tiny_raw / "ssl4eo_s12/s1" / location).iterdir())
+    assert len(s1_seasons) == 4 and all(ssl4eo_s12.S1_NAME.match(s) for s in s1_seasons)
+    for s2_name, s1_name in zip(seasons, ssl4eo_s12.pair_by_date(seasons, s1_seasons, tiny_raw)):
+        gap = ssl4eo_s12.acquisition_time(s1_name) - ssl4eo_s12.acquisition_time(s2_name)
         assert abs(gap) < dt.timedelta(days=8)
-    season = tiny_raw / "ssl4eo_s12/s2_l1c" / location / seasons[0]
+    season = tiny_raw / "ssl4eo_s12/s2c" / location / seasons[0]
     expected = {10: 48, 20: 24, 60: 8}
+    centres = {}
     for band, resolution in synthetic.S2_NATIVE_RESOLUTION_M.items():
         with rasterio.open(season / f"{band}.tif") as src:
             assert (src.count, src.height, src.dtypes[0]) == (1, expected[resolution], "uint16")
             assert src.crs.to_epsg() == 4326
             assert src.res[0] == pytest.approx(10 * resolution / 10 / 111_320 / np.cos(
                 np.radians((src.bounds.top + src.bounds.bottom) / 2)), rel=1e-3)
+            centres[band] = src.transform * (0.5, 0.5)
+    # the downloader's save_geotiff: every band's first pixel centre is the same point
+    for band, centre in centres.items():
+        assert centre == pytest.approx(centres["B2"], abs=1e-9), band
     for tree in ("noldo/ssl4eo_s12_nol", "truth"):
         with rasterio.open(tiny_raw / tree / location / seasons[0] / "label.tif") as src:
-            assert src.read().max() <= 8 and src.shape == (48, 48)
+            assert src.read().max() <= 8 and src.shape == (49, 49)  # on its own grid
 
 
 def test_tile_and_dfc_layouts(tiny_raw):
     for task in ("dw", "osm"):
         for split, count in (("train", 3), ("test", 2)):
             base = tiny_raw / "noldo" / f"ssl4eo_s12_{task}" / f"{task}_{split}"
-            names = {sub: sorted(p.name for p in (base / sub).iterdir())
-                     for sub in ("image_s1", "image_s2", f"label_{task}")}
-            assert len(names["image_s2"]) == count
-            assert names["image_s1"] == names["image_s2"] == names[f"label_{task}"]
-    with rasterio.open(tiny_raw / "noldo/ssl4eo_s12_dw/dw_train/label_dw" /
-                       sorted((tiny_raw / "noldo/ssl4eo_s12_dw/dw_train/label_dw").iterdir())[0]
+            keys = {sub: sorted(p.name.split("_", 1)[1] for p in (base / sub).iterdir())
+                    for sub in ("image_s1", "image_s2", f"label_{task}")}
+            assert len(keys["image_s2"]) == count
+            assert keys["image_s1"] == keys["image_s2"] == keys[f"label_{task}"]
+            assert all(p.name.startswith(f"{task}_") for p in (base / f"label_{task}").iterdir())
+            # keys as in read_dw_data_to_lmdb.py: lon_lat-date, "p" decimals in the test splits
+            decimal = r"p" if split == "test" else r"\."
+            assert all(re.fullmatch(rf"-?\d+{decimal}\d{{10}}_-?\d+{decimal}\d{{10}}-\d{{8}}\.tif", k)
+                       for k in keys["image_s2"])
+            with rasterio.open(next((base / "image_s2").iterdir())) as src:
+                assert src.count == 12  # L1C without B10, as the reference's tiles
+    with rasterio.open(sorted((tiny_raw / "noldo/ssl4eo_s12_dw/dw_train/label_dw").iterdir())[0]
                        ) as src:
         assert set(np.unique(src.read())) <= set(range(11))
     assert src.crs.to_epsg() // 100 in (326, 327)
@@ -65,11 +79,13 @@ def test_same_seed_same_world_and_samples_independent_of_count(tmp_path):
     a = synthetic.synthesise(tmp_path / "a", small)
     b = synthetic.synthesise(tmp_path / "b", {**small, "tiles": {"dw_train": 2}})
     c = synthetic.synthesise(tmp_path / "c", {**small, "seed": 1})
-    tile = "noldo/ssl4eo_s12_dw/dw_train/image_s2/0000000.tif"
-    assert (a / tile).read_bytes() == (b / tile).read_bytes()
-    assert (a / tile).read_bytes() != (c / tile).read_bytes()
-    assert sorted(p.name for p in (a / "ssl4eo_s12/s2_l1c").iterdir()) == sorted(
-        p.name for p in (b / "ssl4eo_s12/s2_l1c").iterdir())
+    tiles = {w: next((w / "noldo/ssl4eo_s12_dw/dw_train/image_s2").iterdir()) for w in (a, b, c)}
+    assert tiles[a].read_bytes() == tiles[b].read_bytes()
+    assert tiles[a].read_bytes() != tiles[c].read_bytes()
+    assert not (a / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv").read_text().startswith("ind")
+    assert (c / "noldo/ssl4eo_s12_nol/dw_complete_ids.csv").read_text().startswith("ind,ids")
+    assert sorted(p.name for p in (a / "ssl4eo_s12/s2c").iterdir()) == sorted(
+        p.name for p in (b / "ssl4eo_s12/s2c").iterdir())
 
 
 def test_bad_settings_leave_nothing(tmp_path):

@@ -80,12 +80,11 @@ def test_a_wrong_type_stops_the_run_naming_the_key(workflow_copy):
 
 def test_offline_default_dag(workflow_copy):
     jobs = planned_jobs(workflow_copy)
-    # 3 tasks x 2 modalities x 3 weights x 2 settings x 2 seeds, plus the two ablation-only
-    # encoders on dw/s2/frozen with 2 seeds
-    assert jobs["finetune"] == 3 * 2 * 3 * 2 * 2 + 2 * 2
-    assert jobs["evaluate"] == jobs["finetune"] // 2  # one job evaluates both seeds
+    # one job per task x modality x weights (3 x 2 x 3), each training both settings x 2 seeds and
+    # evaluating them; the two ablation-only encoders on dw/s2/frozen, 2 seeds each
+    assert jobs["finetune"] == 3 * 2 * 3 and jobs["finetune_ablation"] == 2
+    assert "evaluate" not in jobs and "encoder" not in jobs  # in the jobs that train
     assert jobs["pretrain"] == 4
-    assert jobs["encoder"] == 2 * 2 + 2  # midF, lateF: s1 and s2; the ablations: s2 only
     assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
     assert jobs["transfer_table"] == 3 and jobs["ablation_table"] == 1
 
@@ -93,15 +92,24 @@ def test_offline_default_dag(workflow_copy):
 def test_paper_config_builds_the_full_dag(workflow_copy):
     jobs = planned_jobs(workflow_copy, "--configfile", "config/paper.yaml",
                         "--replace-workflow-config")
-    assert jobs["pretrain"] == 11
+    # two-modality variants, and the single-modal ones with their one encoder
+    assert jobs["pretrain"] + jobs["pretrain_s1"] + jobs["pretrain_s2"] == 11
     assert jobs["real_download"] == 3 and "synthetic_world" not in jobs
-    # s1-only has no S2 encoder and s2-only none for S1; 5 weights per modality x 3 tasks x 2 x 3
-    main = 3 * 2 * 5 * 2 * 3
-    # ablation (dfc2020/s2/frozen): the 9 S2-capable variants not already among the weights
-    # (s1-only has no S2 encoder): s2-only-13B, s2-only-9B, multimodal-nosel-13B, midF-13B-nosmooth,
-    # midF-13B-spatial, midF-13B-temporal -> 6 variants x 3 seeds
-    assert jobs["finetune"] == main + 6 * 3
-    assert jobs["evaluate"] == jobs["finetune"] // 3
+    # 5 weights per modality (s1-only has no S2 encoder, s2-only none for S1) x 3 tasks x 2
+    assert jobs["finetune"] == 3 * 2 * 5
+    # ablation (dfc2020/s2/frozen): the S2-capable variants not already among the weights:
+    # s2-only-13B, s2-only-9B, multimodal-nosel-13B, midF-13B-nosmooth, midF-13B-spatial,
+    # midF-13B-temporal
+    assert jobs["finetune_ablation"] == 6
+
+
+def test_a_group_job_makes_every_run_of_its_group(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "-p", "results/finetune/dw/s2/midF/frozen/seed1/"
+                    "metrics.json").stdout
+    command = next(line for line in out.splitlines() if "cromss finetune-group" in line)
+    assert "--setting frozen finetuned --seed 0 1" in command
+    assert "results/finetune/dw/s2/midF/{setting}/seed{seed}" in command
+    assert re.search(r"cromss pretrain .*--export-encoders", out)
 
 
 TINY_ARGS = ("--configfile", str(TINY), "--replace-workflow-config")
@@ -134,13 +142,13 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
 def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
     jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
-    assert set(jobs) == {"finetune", "evaluate", "transfer_table", "ablation_table",
+    assert set(jobs) == {"finetune", "finetune_ablation", "transfer_table", "ablation_table",
                          "transfer_figure", "predictions_figure", "metrics_summary", "all"}
 
     world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))
     jobs = planned_jobs(tiny_run, "--configfile", str(world), "--replace-workflow-config")
-    assert {"synthetic_world", "store", "pretrain", "encoder", "finetune", "evaluate",
+    assert {"synthetic_world", "store", "pretrain", "finetune", "finetune_ablation",
             "transfer_table", "ablation_table"} <= set(jobs)
     assert jobs["store"] == 7
 
@@ -159,3 +167,16 @@ def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
     assert (clone / "results/tables/table3.csv").read_text() == (
         tiny_run / "results/tables/table3.csv").read_text()
     assert planned_jobs(clone, "results/tables/table3.csv", *TINY_ARGS) == {}
+
+
+def test_jobs_that_write_tables_figures_and_quicklooks_do_not_import_torch():
+    # the modules behind `cromss tables | table4 | metrics-summary | figure pretrain-curves |
+    # figure class-iou | data inspect` (each its own job); torch costs seconds of start-up each
+    code = ("import sys, cromss.cli, cromss.report.cli, cromss.report.tables, "
+            "cromss.report.figures, cromss.data.inspect, cromss.training.cli; "
+            "cromss.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'xarray', 'segmentation_models_pytorch') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"

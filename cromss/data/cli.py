@@ -20,7 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = sub.add_parser("ingest", help="read a raw layout into a Zarr store")
     ingest.add_argument("store", help="nol, dw_train, dw_test, osm_train, osm_test, "
                                       "dfc2020_train or dfc2020_test")
-    ingest.add_argument("--raw", required=True, help="raw root (e.g. results/raw)")
+    ingest.add_argument("--raw", required=True,
+                        help="raw root holding ssl4eo_s12/, noldo/ and dfc2020/ (e.g. results/raw)")
+    for part, tree in (("ssl4eo-s12", "SSL4EO-S12 v1 (s1/, s2c/)"),
+                       ("noldo", "NoLDO-S12 (ssl4eo_s12_nol/, ssl4eo_s12_dw/, ssl4eo_s12_osm/)"),
+                       ("dfc2020", "DFC2020 (ROIs0000_validation/, ROIs0000_test/)")):
+        ingest.add_argument(f"--{part}", default=None, metavar="PATH",
+                            help=f"read the {tree} tree here, in place, instead of below --raw")
     ingest.add_argument("--out", required=True, help="the store to write, e.g. results/data/nol.zarr")
     ingest.add_argument("--batch-size", type=int, default=16, help="samples per write")
     ingest.set_defaults(func=_ingest)
@@ -43,8 +49,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from cromss.data.ingest import ingest
+    from cromss.data.layouts import Roots
 
-    counts = ingest(args.store, args.raw, args.out, batch_size=args.batch_size)
+    roots = Roots.under(args.raw, ssl4eo_s12=args.ssl4eo_s12, noldo=args.noldo,
+                        dfc2020=args.dfc2020)
+    counts = ingest(args.store, roots, args.out, batch_size=args.batch_size)
     print(f"{args.out}: {counts['samples']} samples, "
           f"{counts['s1_nodata_pixels']} S1 pixels without data (filled and flagged)")
     return 0

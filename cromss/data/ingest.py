@@ -10,7 +10,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from cromss.constants import (DFC_CLASSES, DFC_COLORS, DFC_REMAP, DW_CLASSES, DW
                               DW_EXPERT_REMAP, IGNORE_INDEX, NOISY_DW_REMAP, OSM_CLASSES,
                               OSM_COLORS, OSM_REMAP)
 from cromss.data import layouts
+from cromss.data.layouts import Roots, dfc2020, noldo
 from cromss.data.store import StoreWriter, make_batch, store_attrs
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,14 @@ def remap_labels(raw: np.ndarray, remap: dict[int, int]) -> np.ndarray:
     return table[raw.astype(np.uint8)]
 
 
-def samples_of(store: str, raw: Path) -> tuple[int, Iterator[layouts.Sample]]:
-    """The number of samples of ``store`` under the raw root and an iterator over them."""
+def samples_of(store: str, roots: Roots) -> tuple[int, Iterator[layouts.Sample]]:
+    """The number of samples of ``store`` in the raw trees and an iterator over them."""
     if store == "nol":
-        return layouts.iter_nol(raw)
+        return noldo.iter_nol(roots.ssl4eo_s12, roots.noldo, roots.truth)
     task, split = store.rsplit("_", 1)
     if task in ("dw", "osm"):
-        return layouts.iter_tiles(raw / "noldo" / f"ssl4eo_s12_{task}" / store, task)
-    return layouts.iter_dfc(raw / "dfc2020", "validation" if split == "train" else "test")
+        return noldo.iter_tiles(roots.noldo / f"ssl4eo_s12_{task}" / store, task)
+    return dfc2020.iter_dfc(roots.dfc2020, "validation" if split == "train" else "test")
 
 
 def _checked(sample: layouts.Sample, spec: StoreSpec) -> layouts.Sample:
@@ -100,31 +100,43 @@ def _chunks(items: Iterator[layouts.Sample], size: int) -> Iterator[list[layouts
         yield chunk
 
 
-def ingest(store: str, raw: str | os.PathLike, out: str | os.PathLike, batch_size: int = 16
-           ) -> dict[str, int]:
-    """Read the raw layout of ``store`` under ``raw`` and write the Zarr store ``out`` atomically.
+def ingest(store: str, raw: str | os.PathLike | Roots, out: str | os.PathLike,
+           batch_size: int = 16) -> dict[str, int]:
+    """Read the raw layout of ``store`` and write the Zarr store ``out`` atomically.
 
-    Returns counts: samples written and S1 pixels without data, which are filled, flagged in
-    ``s1_nodata`` and counted in the store attribute ``s1_nodata_pixels``.
+    ``raw`` is one root holding ``ssl4eo_s12/``, ``noldo/`` and ``dfc2020/`` or the
+    :class:`~cromss.data.layouts.Roots` of trees elsewhere (read in place). Returns counts:
+    samples written and S1 pixels without data, which are filled, flagged in ``s1_nodata`` and
+    counted in the store attribute ``s1_nodata_pixels``. S2 bands a source lacks (B10 of the
+    @DW/@OSM tiles) are filled with the band mean and listed in ``s2_filled_bands``.
     """
     if store not in STORES:
         raise ValueError(f"unknown store {store!r}; known: {', '.join(STORES)}")
     spec = STORES[store]
-    raw = Path(raw)
-    total, samples = samples_of(store, raw)
+    roots = raw if isinstance(raw, Roots) else Roots.under(raw)
+    total, samples = samples_of(store, roots)
     if total == 0:
         raise FileNotFoundError(f"{raw}: no samples of {store} found")
+    source = {"nol": [roots.ssl4eo_s12, roots.noldo]}.get(
+        store, [roots.dfc2020 if store.startswith("dfc") else roots.noldo])
     attrs = store_attrs(dataset=spec.dataset, split=spec.split, classes=spec.classes,
-                        colors=spec.colors, label_remap=spec.remap, source=str(raw))
-    attrs["s1_nodata_pixels"] = 0
+                        colors=spec.colors, label_remap=spec.remap,
+                        source=", ".join(str(p) for p in source))
+    attrs.update(s1_nodata_pixels=0, s2_filled_bands=[])
     with StoreWriter(out, attrs) as writer:
         for chunk in _chunks((_checked(sample, spec) for sample in samples), batch_size):
             batch = _batch(chunk, spec)
             writer.attrs["s1_nodata_pixels"] += int(batch["s1_nodata"].sum())
+            filled = {band for sample in chunk for band in sample.s2_filled}
+            writer.attrs["s2_filled_bands"] = sorted(set(writer.attrs["s2_filled_bands"]) | filled)
             writer.append(batch)
             log.info("%s: %d / %d samples", store, writer.num_samples, total)
     nodata = writer.attrs["s1_nodata_pixels"]
     if nodata:
         log.warning("%s: %d S1 pixels without data were filled with the band mean and flagged "
                     "in s1_nodata", store, nodata)
+    if writer.attrs["s2_filled_bands"]:
+        log.warning("%s: S2 bands %s are not in the source files; they hold the band mean (0 after "
+                    "normalisation), listed in the store attribute s2_filled_bands", store,
+                    writer.attrs["s2_filled_bands"])
     return {"samples": writer.num_samples, "s1_nodata_pixels": nodata}

@@ -21,16 +21,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 import zarr
 
 from cromss import __version__
 from cromss.atomic import atomic_path
 from cromss.constants import (IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD,
                               S2_BANDS, S2_MEAN, S2_STD)
+
+if TYPE_CHECKING:  # xarray (with pandas) is imported only where a store is written or opened
+    import xarray as xr
 
 IMAGE_VARS = ("s1", "s2")
 PIXEL_VARS = ("s1", "s2", "s1_nodata", "label", "truth")
@@ -88,6 +90,8 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
     }
     if truth is not None:
         data["truth"] = ((*dims, "y", "x"), np.asarray(truth, dtype=np.uint8))
+    import xarray as xr
+
     return xr.Dataset(
         data,
         coords={"sample": np.asarray(sample_id, dtype=object),
@@ -149,6 +153,8 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such Zarr store")
+    import xarray as xr
+
     return xr.open_zarr(path, consolidated=False, chunks=None)
 
 

@@ -1,13 +1,11 @@
-"""A seeded synthetic world, written in exactly the real on-disk layouts of ``shared/data.md``.
+"""A seeded synthetic world, written in the published on-disk layouts with their quirks.
 
-Each scene starts from a latent fine land-cover map with spatial structure (Voronoi field parcels,
-forest blobs, lakes with marsh rims, a meandering river, towns with a road grid, bare and snowy
-high ground, coasts). The DW, OSM and DFC2020 classes are fixed mappings of the fine classes. S2
-L1C reflectance mixes per-class endmember spectra by a seasonal vegetation fraction (green-up,
-harvest, snow in winter) and adds clouds; S1 VV/VH backscatter is per class in dB with multiplicative
-gamma speckle. Noisy DW labels corrupt the seasonal truth realistically (shifted boundaries,
-confusions between similar classes, season-specific errors, errors under clouds) at a set rate.
-The DFC2020-like sets come from a shifted (semi-arid) climate.
+The world itself (land cover, spectra, backscatter) is :mod:`cromss.data.scene`, the label noise
+:mod:`cromss.data.label_noise`; both are re-exported here. This module names the products and
+writes each dataset through the writer of its layout (:mod:`cromss.data.layouts`), which follows
+the producers' conventions: the SSL4EO-S12 downloader's per-band origins, NoLDO labels on their
+own grid and ``dw_complete_ids.csv`` in either form (even seeds headerless, odd seeds with a
+header), ``s1_``/``s2_``/``dw_``/``osm_`` tile names with 12-band S2 tiles, DFC2020 patch names.
 
 Every sample draws from its own generator ``default_rng([seed, stream, index])``, so a sample does
 not change when the number of samples does.
@@ -15,129 +13,25 @@ not change when the number of samples does.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.stats import norm
+from scipy import ndimage  # noqa: F401 - re-exported for the world's users
 
 from cromss.atomic import atomic_path
-from cromss.constants import S2_BANDS, S2_NATIVE_RESOLUTION_M
-
-# --- the latent fine classes and their fixed mappings --------------------------------------------
-
-FINE_CLASSES = (
-    "lake", "river", "broadleaf forest", "conifer forest", "grassland", "cropland", "orchard",
-    "shrubland", "marsh", "coastal marsh", "residential", "industrial", "road", "park",
-    "bare rock", "quarry", "glacier", "savanna",
-)
-(LAKE, RIVER, BROADLEAF, CONIFER, GRASS, CROP, ORCHARD, SHRUB, MARSH, COASTAL, RESIDENTIAL,
- INDUSTRIAL, ROAD, PARK, ROCK, QUARRY, GLACIER, SAVANNA) = range(len(FINE_CLASSES))
-
-FINE_TO_DW = np.array([0, 0, 1, 1, 2, 4, 1, 5, 3, 3, 6, 6, 6, 2, 7, 7, 8, 2], np.uint8)
-"""Fine class -> DW index 0..8 (orchards are trees, parks and savanna are grass for DW)."""
-FINE_TO_OSM = np.array([9, 9, 3, 3, 7, 2, 8, 11, 12, 13, 1, 4, 4, 5, 10, 6, 10, 11], np.uint8)
-"""Fine class -> OSM raster code 1..13 (0 = background is added where OSM is unmapped)."""
-FINE_TO_DFC = np.array([10, 10, 1, 1, 4, 6, 6, 2, 5, 5, 7, 7, 7, 4, 9, 9, 8, 3], np.uint8)
-"""Fine class -> DFC2020 raster code 1..10."""
-DW_SNOW = 8
-DW_EXPERT_UNLABELED, DW_EXPERT_CLOUD = 0, 10
-
-# DW index -> similar classes that noisy labels confuse it with.
-DW_CONFUSIONS = {0: (3,), 1: (5, 2), 2: (4, 5), 3: (0, 2), 4: (2, 7), 5: (2, 1, 7), 6: (7, 2),
-                 7: (6, 5), 8: (7, 0)}
-# season (0 winter, 1 spring, 2 summer, 3 autumn) -> {DW index: the class DW mistakes it for}
-SEASONAL_CONFUSIONS = {0: {4: 7, 2: 7, 1: 5}, 1: {4: 2}, 2: {2: 4}, 3: {4: 7}}
-
-# --- spectra (13 L1C bands, TOA reflectance x 10000) --------------------------------------------
-
-VEG = np.array([1100, 750, 800, 450, 1050, 2300, 2900, 3100, 3250, 950, 15, 1700, 850], float)
-SOIL = np.array([1500, 1350, 1500, 1800, 2000, 2200, 2350, 2450, 2550, 800, 20, 3100, 2500], float)
-WATER = np.array([1300, 1000, 800, 550, 450, 350, 320, 280, 250, 120, 5, 150, 100], float)
-URBAN = np.array([1700, 1650, 1650, 1750, 1850, 1950, 2050, 2150, 2200, 700, 20, 2500, 2200], float)
-ASPHALT = np.array([1450, 1250, 1150, 1150, 1200, 1250, 1300, 1350, 1400, 500, 15, 1500, 1350], float)
-SNOW = np.array([6500, 7200, 7000, 6900, 6900, 6700, 6500, 6300, 6100, 2600, 50, 900, 700], float)
-STONE = np.array([1600, 1500, 1600, 1800, 1950, 2050, 2150, 2250, 2300, 750, 20, 2700, 2300], float)
-CLOUD = np.array([6000, 6200, 6000, 6100, 6200, 6300, 6300, 6400, 6300, 3200, 450, 4800, 3600], float)
-VISIBLE = np.array([1, 1, 1, 1, 0.5, 0, 0, 0, 0, 0, 0, 0.3, 0.3])  # weight of the visible part
-
-# fine class -> (vegetation fraction per season, vegetation NIR gain, vegetation visible gain,
-#                background endmember, background gain)
-CLASS_SPECTRA: dict[int, tuple[tuple[float, ...], float, float, np.ndarray, float]] = {
-    LAKE: ((0, 0, 0, 0), 1.0, 1.0, WATER, 1.0),
-    RIVER: ((0, 0, 0, 0), 1.0, 1.0, WATER * 0.85 + SOIL * 0.15, 1.0),
-    BROADLEAF: ((0.35, 0.55, 0.95, 0.8), 1.0, 0.8, SOIL, 0.6),
-    CONIFER: ((0.8, 0.85, 0.9, 0.9), 0.7, 0.7, SOIL, 0.5),
-    GRASS: ((0.45, 0.75, 0.85, 0.65), 0.95, 1.05, SOIL, 1.0),
-    CROP: ((0.05, 0.3, 0.9, 0.15), 1.05, 1.1, SOIL, 1.05),
-    ORCHARD: ((0.3, 0.6, 0.85, 0.7), 0.9, 0.9, SOIL, 0.9),
-    SHRUB: ((0.35, 0.45, 0.55, 0.5), 0.85, 0.9, SOIL, 1.0),
-    MARSH: ((0.35, 0.6, 0.75, 0.6), 0.9, 0.95, WATER, 1.0),
-    COASTAL: ((0.25, 0.4, 0.55, 0.45), 0.85, 0.95, WATER, 1.1),
-    RESIDENTIAL: ((0.15, 0.25, 0.3, 0.25), 0.9, 1.0, URBAN, 1.0),
-    INDUSTRIAL: ((0.05, 0.08, 0.1, 0.08), 0.9, 1.0, URBAN, 1.15),
-    ROAD: ((0.1, 0.12, 0.15, 0.12), 0.9, 1.0, ASPHALT, 1.0),
-    PARK: ((0.5, 0.8, 0.9, 0.7), 0.95, 1.0, SOIL, 1.0),
-    ROCK: ((0, 0, 0.03, 0.02), 0.8, 1.0, STONE, 1.0),
-    QUARRY: ((0, 0, 0, 0), 1.0, 1.0, SOIL, 1.3),
-    GLACIER: ((0, 0, 0, 0), 1.0, 1.0, SNOW * 0.9 + STONE * 0.1, 1.0),
-    SAVANNA: ((0.25, 0.35, 0.55, 0.3), 0.85, 1.0, SOIL, 1.1),
-}
-CROP_WINTER_SOWN = (0.35, 0.8, 0.5, 0.05)  # winter cereals: green in spring, harvested in summer
-
-# fine class -> S1 (VV, VH) in dB on bare ground (vf 0) and under full vegetation (vf 1)
-CLASS_BACKSCATTER: dict[int, tuple[float, float, float, float]] = {
-    LAKE: (-21, -28, -21, -28), RIVER: (-19, -27, -19, -27),
-    BROADLEAF: (-9, -15.5, -7.5, -12.8), CONIFER: (-8, -13.5, -7.5, -12.8),
-    GRASS: (-12.5, -21, -10.5, -17.5), CROP: (-12, -21, -9, -15),
-    ORCHARD: (-10.5, -18, -8.5, -14), SHRUB: (-11, -19, -9.5, -15.5),
-    MARSH: (-7, -18, -5.5, -15), COASTAL: (-9, -20, -7, -17),
-    RESIDENTIAL: (-4, -11, -4, -11), INDUSTRIAL: (-2.5, -10, -2.5, -10),
-    ROAD: (-15, -23, -15, -23), PARK: (-11, -18.5, -9.5, -16),
-    ROCK: (-9, -17, -9, -17), QUARRY: (-11, -19, -11, -19),
-    GLACIER: (-13, -21, -13, -21), SAVANNA: (-12.5, -20, -10.5, -17),
-}
-S1_LOOKS = 4.4  # equivalent number of looks of IW GRDH
-
-
-@dataclass(frozen=True)
-class Climate:
-    """A region: where it lies, what grows there, and how its surfaces look."""
-
-    name: str
-    lat: tuple[float, float]
-    lon: tuple[float, float]
-    parcel_uses: dict[int, float]  # fine class -> share of the farmland parcels
-    forest: float  # share of the land under forest blobs
-    lakes: float  # share of the land under lakes
-    p_town: float
-    p_mountain: float
-    p_cold_winter: float  # chance that a winter scene is snow-covered in the lowlands
-    p_coast: float
-    vegetation_gain: float  # scales every vegetation fraction
-    season_shift: int  # phenology offset in seasons (another hemisphere / wet season)
-    soil: np.ndarray
-    s1_offset_db: float  # drier soils backscatter less
-
-
-TEMPERATE = Climate(
-    name="temperate", lat=(44.0, 56.0), lon=(-2.0, 24.0),
-    parcel_uses={CROP: 0.45, GRASS: 0.3, ORCHARD: 0.07, SHRUB: 0.08, BROADLEAF: 0.1},
-    forest=0.25, lakes=0.05, p_town=0.45, p_mountain=0.2, p_cold_winter=0.25, p_coast=0.08,
-    vegetation_gain=1.0, season_shift=0, soil=SOIL, s1_offset_db=0.0)
-SEMI_ARID = Climate(
-    name="semi-arid", lat=(-34.0, -22.0), lon=(18.0, 32.0),
-    parcel_uses={SAVANNA: 0.15, SHRUB: 0.3, CROP: 0.3, GRASS: 0.18, ORCHARD: 0.07},
-    forest=0.08, lakes=0.02, p_town=0.35, p_mountain=0.3, p_cold_winter=0.0, p_coast=0.1,
-    vegetation_gain=0.7, season_shift=2, s1_offset_db=-1.5,
-    soil=np.array([1700, 1600, 1900, 2400, 2600, 2800, 2900, 3000, 3100, 900, 25, 3800, 3200],
-                  float))
+from cromss.constants import S2_BANDS, S2_NATIVE_RESOLUTION_M  # noqa: F401
+from cromss.data.label_noise import (DW_CONFUSIONS, DW_EXPERT_CLOUD,  # noqa: F401
+                                     DW_EXPERT_UNLABELED, SEASONAL_CONFUSIONS, confused_labels,
+                                     expert_dw_codes, noisy_dw_labels, osm_codes, warp_labels)
+from cromss.data.layouts import dfc2020, noldo, ssl4eo_s12
+from cromss.data.layouts.rasters import write_tif
+from cromss.data.scene import *  # noqa: F401,F403 - the world's public names
+from cromss.data.scene import (DW_SNOW, FINE_TO_DFC, SEMI_ARID, TEMPERATE, Climate, land_cover,
+                               observe)
 
 SEASON_REFERENCE_DATES = (dt.date(2020, 12, 21), dt.date(2021, 3, 20), dt.date(2021, 6, 21),
                           dt.date(2021, 9, 22))
@@ -149,263 +43,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
               "dfc2020_train": 24, "dfc2020_test": 16},
     "tile_size": 96, "dfc_size": 64, "label_noise": 0.3, "cloud_fraction": 0.25,
 }
-
-
-# --- scene structure ----------------------------------------------------------------------------
-
-def smooth_field(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
-    """A zero-mean, unit-variance random field with correlation length ``scale`` pixels."""
-    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=scale, mode="wrap")
-    return (field - field.mean()) / (field.std() + 1e-12)
-
-
-def voronoi_parcels(rng: np.random.Generator, size: int, parcel_px: float) -> np.ndarray:
-    """Parcel id per pixel: the nearest of randomly placed seeds (a Voronoi tessellation)."""
-    count = max(2, int(round((size / parcel_px) ** 2)))
-    seeds = np.ones((size, size), bool)
-    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = False
-    _, (rows, cols) = ndimage.distance_transform_edt(seeds, return_indices=True)
-    return rows * size + cols
-
-
-def _rotated_coords(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates centred on the scene and rotated by a random angle."""
-    angle = rng.uniform(0, np.pi)
-    y, x = np.mgrid[:size, :size] - (size - 1) / 2
-    return x * np.cos(angle) + y * np.sin(angle), -x * np.sin(angle) + y * np.cos(angle)
-
-
-def land_cover(rng: np.random.Generator, size: int, climate: Climate
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The latent fine map, the parcel ids and the elevation field of one scene."""
-    parcels = voronoi_parcels(rng, size, parcel_px=rng.uniform(10, 22))
-    _, parcel_index = np.unique(parcels, return_inverse=True)
-    parcel_index = parcel_index.reshape(size, size)
-    uses = np.array(list(climate.parcel_uses))
-    shares = np.array(list(climate.parcel_uses.values()))
-    fine = uses[rng.choice(len(uses), parcel_index.max() + 1, p=shares / shares.sum())][parcel_index]
-
-    mountainous = rng.random() < climate.p_mountain
-    elevation = smooth_field(rng, size, size / 5) * (1.0 if mountainous else 0.3)
-    if mountainous:
-        elevation = elevation + 1.5 * _rotated_coords(rng, size)[0] / size
-    conifer_zone = elevation > (0.3 if mountainous else 1.2)
-    forest = smooth_field(rng, size, size / 10) > _quantile_threshold(climate.forest)
-    fine[forest] = np.where(conifer_zone | (rng.random() < 0.3), CONIFER, BROADLEAF)[forest]
-    if mountainous:
-        fine[elevation > 0.9] = ROCK
-        fine[elevation > 1.6] = GLACIER
-    if rng.random() < 0.15:
-        fine[smooth_field(rng, size, 3) > 2.2] = QUARRY
-    if rng.random() < climate.p_town:
-        _add_town(rng, fine, parcel_index)
-    moisture = smooth_field(rng, size, size / 8)
-    lakes = (moisture > _quantile_threshold(climate.lakes)) & (elevation < 0.5)
-    rim = (ndimage.distance_transform_edt(~lakes) <= rng.uniform(1, 4)) & ~lakes & (moisture > 0.3)
-    fine[rim] = MARSH
-    fine[lakes] = LAKE
-    if rng.random() < 0.5:
-        _add_river(rng, fine)
-    for _ in range(rng.integers(0, 3)):
-        u, v = _rotated_coords(rng, size)
-        fine[np.abs(v - rng.uniform(-size / 2, size / 2)) <= 0.5] = ROAD
-    if rng.random() < climate.p_coast:
-        u, v = _rotated_coords(rng, size)
-        shore = v - size * rng.uniform(0.1, 0.35) + 3 * smooth_field(rng, size, 4)
-        fine[(shore > 0) & (shore <= rng.uniform(1, 5))] = COASTAL
-        fine[shore <= 0] = LAKE
-    return fine.astype(np.uint8), parcel_index, elevation
-
-
-def _quantile_threshold(share: float) -> float:
-    """The level a unit Gaussian field exceeds on about ``share`` of the pixels."""
-    return float(norm.isf(min(max(share, 1e-6), 1 - 1e-6)))
-
-
-def _add_town(rng: np.random.Generator, fine: np.ndarray, parcel_index: np.ndarray) -> None:
-    """A town: residential blocks on a road grid, industrial parcels and parks, in place."""
-    size = fine.shape[0]
-    centre = rng.uniform(0.15, 0.85, 2) * size
-    radius = rng.uniform(0.12, 0.35) * size * (1 + 0.25 * smooth_field(rng, size, 6))
-    y, x = np.mgrid[:size, :size]
-    town = np.hypot(y - centre[0], x - centre[1]) < radius
-    fine[town] = RESIDENTIAL
-    in_town = np.unique(parcel_index[town])
-    for parcel in in_town[rng.random(in_town.size) < 0.2]:
-        fine[(parcel_index == parcel) & town] = INDUSTRIAL
-    for parcel in in_town[rng.random(in_town.size) < 0.1]:
-        fine[(parcel_index == parcel) & town] = PARK
-    u, v = _rotated_coords(rng, size)
-    spacing = rng.uniform(7, 12)
-    grid = (np.mod(u, spacing) < 1) | (np.mod(v, spacing) < 1)
-    fine[grid & town] = ROAD
-
-
-def _add_river(rng: np.random.Generator, fine: np.ndarray) -> None:
-    """A meandering river across the scene, with marshy banks now and then, in place."""
-    size = fine.shape[0]
-    u, v = _rotated_coords(rng, size)
-    centre = (rng.uniform(-0.3, 0.3) * size
-              + rng.uniform(0.02, 0.12) * size * np.sin(2 * np.pi * u / rng.uniform(0.5, 1.5) / size
-                                                    + rng.uniform(0, 2 * np.pi)))
-    distance = np.abs(v - centre)
-    width = rng.uniform(0.8, 2.5)
-    if rng.random() < 0.4:
-        fine[distance < width + rng.uniform(1, 3)] = MARSH
-    fine[distance < width] = RIVER
-
-
-def snow_cover(rng: np.random.Generator, elevation: np.ndarray, season: int, climate: Climate,
-               cold_winter: bool) -> np.ndarray:
-    """Where snow lies in one season: high ground in winter and spring, lowlands in cold winters."""
-    season = (season + climate.season_shift) % 4
-    snow = np.zeros(elevation.shape, bool)
-    if season == 0:
-        snow |= elevation > 0.7
-        if cold_winter:
-            snow |= smooth_field(rng, elevation.shape[0], 8) > -0.6
-    elif season == 1:
-        snow |= elevation > 1.1
-    return snow
-
-
-# --- sensors ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scene:
-    """One acquisition of one scene: what the sensors and a perfect DW see."""
-
-    dw_truth: np.ndarray  # (H, W) true DW class this season (snow included)
-    s2: np.ndarray  # (13, H, W) float reflectance x 10000 on the 10 m grid
-    s1: np.ndarray  # (2, H, W) float32 dB, NaN where no data
-    cloud: np.ndarray  # (H, W) cloud opacity 0..1
-
-
-def vegetation_fraction(rng: np.random.Generator, fine: np.ndarray, parcel_index: np.ndarray,
-                        season: int, climate: Climate) -> np.ndarray:
-    """Per-pixel vegetation fraction: the class phenology with per-parcel variation."""
-    phase = (season + climate.season_shift) % 4
-    table = np.array([CLASS_SPECTRA[c][0][phase] for c in range(len(FINE_CLASSES))])
-    vf = table[fine]
-    n_parcels = parcel_index.max() + 1
-    winter_sown = (rng.random(n_parcels) < 0.4)[parcel_index] & (fine == CROP)
-    vf = np.where(winter_sown, CROP_WINTER_SOWN[phase], vf)
-    vf = vf + rng.uniform(-0.12, 0.12, n_parcels)[parcel_index] * (vf > 0)
-    return np.clip(vf * climate.vegetation_gain, 0, 1)
-
-
-def s2_reflectance(rng: np.random.Generator, fine: np.ndarray, vf: np.ndarray, snow: np.ndarray,
-                   cloud: np.ndarray, climate: Climate) -> np.ndarray:
-    """S2 L1C reflectance (13, H, W) from endmember mixing, snow, texture and clouds."""
-    n = len(FINE_CLASSES)
-    nir_gain = np.array([CLASS_SPECTRA[c][1] for c in range(n)])[fine]
-    vis_gain = np.array([CLASS_SPECTRA[c][2] for c in range(n)])[fine]
-    background = np.stack([_background(c, climate) for c in range(n)])[fine]  # (H, W, 13)
-    veg_gain = vis_gain[..., None] * VISIBLE + nir_gain[..., None] * (1 - VISIBLE)
-    ground = vf[..., None] * VEG * veg_gain + (1 - vf[..., None]) * background
-    ground *= 1 + 0.03 * rng.standard_normal(fine.shape)[..., None]
-    ground = np.where(snow[..., None], 0.85 * SNOW + 0.15 * ground, ground)
-    shadow = np.roll(cloud, shift=tuple(rng.integers(3, 8, 2)), axis=(0, 1)) * (1 - cloud)
-    ground *= 1 - 0.5 * shadow[..., None]
-    toa = (1 - cloud[..., None]) * ground + cloud[..., None] * CLOUD
-    toa *= 1 + 0.01 * rng.standard_normal(toa.shape)
-    return np.clip(toa, 1, 20000).transpose(2, 0, 1)
-
-
-def _background(fine_class: int, climate: Climate) -> np.ndarray:
-    material, gain = CLASS_SPECTRA[fine_class][3], CLASS_SPECTRA[fine_class][4]
-    return (climate.soil if material is SOIL else material) * gain
-
-
-def s1_backscatter(rng: np.random.Generator, fine: np.ndarray, vf: np.ndarray, snow: np.ndarray,
-                   elevation: np.ndarray, season: int, climate: Climate) -> np.ndarray:
-    """S1 VV/VH (2, H, W) in dB: class backscatter, terrain, wind on water, gamma speckle."""
-    table = np.array([CLASS_BACKSCATTER[c] for c in range(len(FINE_CLASSES))])[fine]  # (H, W, 4)
-    db = np.stack([table[..., 0] + (table[..., 2] - table[..., 0]) * vf,
-                   table[..., 1] + (table[..., 3] - table[..., 1]) * vf])
-    db += climate.s1_offset_db
-    water = np.isin(fine, (LAKE, RIVER))
-    wind = rng.uniform(0, 6)
-    db += np.array([wind, wind / 2])[:, None, None] * water
-    wet_snow = snow & ((season + climate.season_shift) % 4 == 1)
-    db -= 4.0 * wet_snow
-    slope = np.gradient(elevation, axis=1) * elevation.shape[0] / 4
-    db += slope
-    linear = 10 ** (db / 10) * rng.gamma(S1_LOOKS, 1 / S1_LOOKS, db.shape)
-    s1 = (10 * np.log10(np.maximum(linear, 1e-5))).astype(np.float32)
-    if rng.random() < 0.05:  # a no-data strip at the swath border
-        s1[:, :, : rng.integers(1, max(2, fine.shape[1] // 6))] = np.nan
-    return s1
-
-
-def cloud_opacity(rng: np.random.Generator, size: int, cloud_fraction: float) -> np.ndarray:
-    """Cloud opacity 0..1; a share ``cloud_fraction`` of the scenes has clouds."""
-    if rng.random() >= cloud_fraction:
-        return np.zeros((size, size))
-    cover = rng.uniform(0.05, 0.35)
-    field = smooth_field(rng, size, rng.uniform(3, 8))
-    return np.clip((field - _quantile_threshold(cover)) * 2.5 + 0.5, 0, 1)
-
-
-def observe(rng: np.random.Generator, fine: np.ndarray, parcel_index: np.ndarray,
-            elevation: np.ndarray, season: int, climate: Climate, cold_winter: bool,
-            cloud_fraction: float) -> Scene:
-    """What S1, S2 and a perfect DW see of one scene in one season."""
-    snow = snow_cover(rng, elevation, season, climate, cold_winter) & ~np.isin(fine, (RIVER,))
-    dw_truth = np.where(snow, DW_SNOW, FINE_TO_DW[fine]).astype(np.uint8)
-    vf = vegetation_fraction(rng, fine, parcel_index, season, climate)
-    cloud = cloud_opacity(rng, fine.shape[0], cloud_fraction)
-    return Scene(dw_truth=dw_truth,
-                 s2=s2_reflectance(rng, fine, vf, snow, cloud, climate),
-                 s1=s1_backscatter(rng, fine, vf, snow, elevation, season, climate), cloud=cloud)
-
-
-# --- noisy labels -------------------------------------------------------------------------------
-
-def warp_labels(rng: np.random.Generator, labels: np.ndarray, amplitude: float) -> np.ndarray:
-    """Shift class boundaries by a smooth random displacement field (nearest neighbour)."""
-    size = labels.shape[0]
-    dy, dx = (amplitude * smooth_field(rng, size, 6) for _ in range(2))
-    y, x = np.mgrid[:size, :size]
-    return ndimage.map_coordinates(labels, [y + dy, x + dx], order=0, mode="nearest")
-
-
-def confused_labels(rng: np.random.Generator, truth: np.ndarray, season: int) -> np.ndarray:
-    """For each pixel the class DW would mistake it for, coherent over blobs."""
-    pick = ndimage.uniform_filter(rng.random(truth.shape), 9)  # smooth in (0, 1)
-    pick = (pick - pick.min()) / (np.ptp(pick) + 1e-12)
-    alternative = truth.copy()
-    for cls, options in DW_CONFUSIONS.items():
-        choice = np.minimum((pick * len(options)).astype(int), len(options) - 1)
-        alternative = np.where(truth == cls, np.asarray(options)[choice], alternative)
-    for cls, mistaken in SEASONAL_CONFUSIONS[season].items():
-        alternative[truth == cls] = mistaken
-    return alternative.astype(np.uint8)
-
-
-def noisy_dw_labels(rng: np.random.Generator, truth: np.ndarray, cloud: np.ndarray, season: int,
-                    rate: float) -> np.ndarray:
-    """Corrupt the true DW map so that a share ``rate`` of the pixels is wrong.
-
-    Wrong pixels are chosen by priority: shifted boundaries first, then clouds, then
-    season-specific confusions, then blobs of a smooth random field.
-    """
-    if rate <= 0:
-        return truth.copy()
-    warped = warp_labels(rng, truth, amplitude=min(3.0, 1.0 + 8 * rate))
-    alternative = confused_labels(rng, truth, season)
-    under_cloud = cloud > 0.5
-    alternative = np.where(under_cloud, np.where(cloud > 0.8, DW_SNOW, 6), alternative)
-    candidate = np.where(warped != truth, warped, alternative)
-    seasonal = np.isin(truth, list(SEASONAL_CONFUSIONS[season]))
-    priority = (smooth_field(rng, truth.shape[0], 5) + 3.0 * (warped != truth)
-                + 4.0 * under_cloud + 1.0 * seasonal)
-    priority[candidate == truth] = -np.inf
-    budget = min(int(round(rate * truth.size)), int(np.isfinite(priority).sum()))
-    wrong = np.argpartition(-priority.ravel(), budget - 1)[:budget] if budget else []
-    noisy = truth.copy().ravel()
-    noisy[wrong] = candidate.ravel()[wrong]
-    return noisy.reshape(truth.shape)
 
 
 # --- names, dates, grids ------------------------------------------------------------------------
@@ -462,27 +99,6 @@ def utm_grid(rng: np.random.Generator, climate: Climate) -> tuple[int, Any]:
     return epsg, from_origin(round(rng.uniform(200_000, 800_000), -1), round(north, -1), 10, 10)
 
 
-def write_tif(path: Path, data: np.ndarray, crs: str | int, transform: Any,
-              nodata: float | None = None) -> None:
-    """Write a (bands, H, W) or (H, W) array as a GeoTIFF."""
-    import rasterio
-    data = data[None] if data.ndim == 2 else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    crs = f"EPSG:{crs}" if isinstance(crs, int) else crs
-    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2],
-                       count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
-                       nodata=nodata) as dst:
-        dst.write(data)
-
-
-def block_mean(band: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor`` x ``factor`` blocks: a band at a coarser native resolution."""
-    h, w = band.shape
-    return band.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-
-
-# --- the datasets -------------------------------------------------------------------------------
-
 def _rng(settings: dict[str, Any], stream: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(settings["seed"]), STREAMS.index(stream), index])
 
@@ -491,10 +107,11 @@ def _scene(rng: np.random.Generator, size: int, climate: Climate):
     fine, parcel_index, elevation = land_cover(rng, size, climate)
     return fine, parcel_index, elevation, rng.random() < climate.p_cold_winter
 
+# --- the datasets -------------------------------------------------------------------------------
 
 def write_ssl4eo_location(out: Path, settings: dict[str, Any], index: int, location_id: int
                           ) -> list[str]:
-    """One SSL4EO-S12 location (S1 and S2 trees) with its noisy and true DW labels.
+    """One SSL4EO-S12 v1 location (S1 and S2 trees) with its noisy and true DW labels.
 
     Returns the four S2 season folder names (a row of ``dw_complete_ids.csv``).
     """
@@ -505,6 +122,9 @@ def write_ssl4eo_location(out: Path, settings: dict[str, Any], index: int, locat
     lat, lon = rng.uniform(*TEMPERATE.lat), rng.uniform(*TEMPERATE.lon)
     tile = mgrs_tile(rng, lat, lon)
     fine, parcel_index, elevation, cold = _scene(rng, size, TEMPERATE)
+    grid = geographic_transform(lat, lon, size, 10.0)
+    first_centre = grid * (0.5, 0.5)
+    extent = (size * grid.a, size * -grid.e)
     loc = f"{location_id:07d}"
     s2_names = []
     for season, when in enumerate(season_dates(rng)):
@@ -512,39 +132,25 @@ def write_ssl4eo_location(out: Path, settings: dict[str, Any], index: int, locat
                         float(settings["cloud_fraction"]))
         s2_name = s2_product_name(rng, when, tile)
         s2_names.append(s2_name)
-        for band, values in zip(S2_BANDS, scene.s2):
-            factor = S2_NATIVE_RESOLUTION_M[band] // 10
-            write_tif(out / "ssl4eo_s12" / "s2_l1c" / loc / s2_name / f"{band}.tif",
-                      np.round(block_mean(values, factor)).astype(np.uint16), "EPSG:4326",
-                      geographic_transform(lat, lon, size // factor, 10.0 * factor))
-        grid = geographic_transform(lat, lon, size, 10.0)
-        s1_dir = out / "ssl4eo_s12" / "s1_grd" / loc / s1_product_name(rng, when)
-        for band, values in zip(("VV", "VH"), scene.s1):
-            write_tif(s1_dir / f"{band}.tif", values, "EPSG:4326", grid)
+        bands = {band: np.round(ssl4eo_s12.coarse_band(values, band)).astype(np.uint16)
+                 for band, values in zip(S2_BANDS, scene.s2)}
+        ssl4eo_s12.write_season(out / "ssl4eo_s12" / ssl4eo_s12.S2_DIR / loc / s2_name, bands,
+                                first_centre, extent)
+        ssl4eo_s12.write_season(
+            out / "ssl4eo_s12" / ssl4eo_s12.S1_DIR / loc / s1_product_name(rng, when),
+            dict(zip(("VV", "VH"), scene.s1)), first_centre, extent)
         rate = float(np.clip(settings["label_noise"] * rng.uniform(0.5, 1.5), 0, 0.9))
         noisy = noisy_dw_labels(rng, scene.dw_truth, scene.cloud, season, rate)
-        write_tif(out / "noldo" / "ssl4eo_s12_nol" / loc / s2_name / "label.tif", noisy,
-                  "EPSG:4326", grid)
-        write_tif(out / "truth" / loc / s2_name / "label.tif", scene.dw_truth, "EPSG:4326", grid)
+        for tree, label in (("noldo/" + noldo.NOL_DIR, noisy), ("truth", scene.dw_truth)):
+            write_label_off_grid(out / tree / loc / s2_name / "label.tif", label, grid)
     return s2_names
 
 
-def expert_dw_codes(rng: np.random.Generator, dw: np.ndarray, cloud: np.ndarray) -> np.ndarray:
-    """DW expert raster codes: class + 1, 0 on unlabeled boundaries and patches, 10 on clouds."""
-    codes = dw.astype(np.uint8) + 1
-    edges = ndimage.maximum_filter(dw, 3) != ndimage.minimum_filter(dw, 3)
-    codes[edges & (rng.random(dw.shape) < 0.5)] = DW_EXPERT_UNLABELED
-    codes[smooth_field(rng, dw.shape[0], 6) > 1.8] = DW_EXPERT_UNLABELED
-    codes[cloud > 0.4] = DW_EXPERT_CLOUD
-    return codes
-
-
-def osm_codes(rng: np.random.Generator, fine: np.ndarray, parcel_index: np.ndarray) -> np.ndarray:
-    """OSM land-use raster codes 1..13, 0 where the map has no polygon."""
-    codes = FINE_TO_OSM[fine].copy()
-    unmapped = rng.random(parcel_index.max() + 1) < 0.2
-    codes[unmapped[parcel_index] & ~np.isin(fine, (LAKE, RIVER, ROAD, RESIDENTIAL))] = 0
-    return codes
+def write_label_off_grid(path: Path, label: np.ndarray, grid) -> None:  # noqa: ANN001
+    """A DW label exported on its own grid: one pixel larger, origin 0.3 px off the image's."""
+    from affine import Affine
+    own = grid @ Affine.translation(0.3, 0.3)
+    write_tif(path, np.pad(label, ((0, 1), (0, 1)), mode="edge"), "EPSG:4326", own)
 
 
 def write_tile(out: Path, settings: dict[str, Any], stream: str, index: int) -> None:
@@ -559,26 +165,19 @@ def write_tile(out: Path, settings: dict[str, Any], stream: str, index: int) -> 
     scene = observe(rng, fine, parcel_index, elevation, season, climate, cold, cloud_fraction)
     epsg, transform = utm_grid(rng, climate)
     s2 = np.round(scene.s2).astype(np.uint16)
-    s1 = scene.s1
+    task, split = stream.split("_")
     if is_dfc:
-        split = "validation" if stream == "dfc2020_train" else "test"
-        sub = "validation" if split == "validation" else "0"
         label = np.where(scene.dw_truth == DW_SNOW, 8, FINE_TO_DFC[fine]).astype(np.uint8)
-        base = out / "dfc2020" / f"ROIs0000_{split}"
-        paths = {kind: base / f"{kind}_{sub}" / f"ROIs0000_{split}_{kind}_0_p{index}.tif"
-                 for kind in ("s1", "s2", "dfc")}
-        label_path = paths["dfc"]
-    else:
-        task, split = stream.split("_")
-        base = out / "noldo" / f"ssl4eo_s12_{task}" / stream
-        name = f"{index:07d}.tif"
-        label_path = base / f"label_{task}" / name
-        paths = {"s1": base / "image_s1" / name, "s2": base / "image_s2" / name}
-        label = (expert_dw_codes(rng, scene.dw_truth, scene.cloud) if task == "dw"
-                 else osm_codes(rng, fine, parcel_index))
-    write_tif(paths["s1"], s1, epsg, transform)
-    write_tif(paths["s2"], s2, epsg, transform)
-    write_tif(label_path, label, epsg, transform)
+        dfc2020.write_patch(out / "dfc2020", "validation" if split == "train" else "test", index,
+                            scene.s1, s2, label, epsg, transform)
+        return
+    label = (expert_dw_codes(rng, scene.dw_truth, scene.cloud) if task == "dw"
+             else osm_codes(rng, fine, parcel_index))
+    lat, lon = rng.uniform(*climate.lat), rng.uniform(*climate.lon)
+    when = SEASON_REFERENCE_DATES[season] + dt.timedelta(days=int(rng.integers(-15, 16)))
+    key = noldo.tile_key(lon, lat, f"{when:%Y%m%d}", decimal="p" if split == "test" else ".")
+    noldo.write_tile(out / "noldo" / f"ssl4eo_s12_{task}" / stream, task, key, scene.s1, s2,
+                     label, epsg, transform)
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -592,7 +191,6 @@ def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULT_SETTINGS, **settings,
             "tiles": {**DEFAULT_SETTINGS["tiles"], **settings.get("tiles", {})}}
 
-
 def synthesise(out: str | os.PathLike, settings: dict[str, Any]) -> Path:
     """Write the whole synthetic world under ``out`` (replaced atomically)."""
     settings = resolve_settings(settings)
@@ -602,12 +200,10 @@ def synthesise(out: str | os.PathLike, settings: dict[str, Any]) -> Path:
         id_rng = np.random.default_rng([int(settings["seed"]), len(STREAMS)])
         count = int(settings["pretrain_locations"])
         ids = np.sort(id_rng.choice(SSL4EO_NUM_IDS, count, replace=False))
-        rows = [[f"{location_id}", *write_ssl4eo_location(tmp, settings, index, int(location_id))]
+        rows = [(int(location_id), write_ssl4eo_location(tmp, settings, index, int(location_id)))
                 for index, location_id in enumerate(ids)]
-        nol = tmp / "noldo" / "ssl4eo_s12_nol"
-        nol.mkdir(parents=True, exist_ok=True)
-        with open(nol / "dw_complete_ids.csv", "w", newline="") as handle:
-            csv.writer(handle).writerows(rows)
+        form = ("headerless", "header")[int(settings["seed"]) % 2]
+        noldo.write_ids(tmp / "noldo" / noldo.NOL_DIR / noldo.IDS_CSV, rows, form)
         for stream in STREAMS[1:]:
             for index in range(int(settings["tiles"][stream])):
                 write_tile(tmp, settings, stream, index)

@@ -9,7 +9,6 @@ package and Earth Engine credentials for a registered Google Cloud project.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ import numpy as np
 
 from cromss.atomic import atomic_path
 from cromss.cli import CromssError
+from cromss.data.layouts.noldo import read_ids, write_ids
 from cromss.constants import IGNORE_INDEX
 
 COLLECTION = "GOOGLE/DYNAMICWORLD/V1"
@@ -81,14 +81,14 @@ def write_label(path: Path, label: np.ndarray, patch: dict[str, Any]) -> None:
 
 
 def merge_ids(csv_path: Path, rows: dict[int, list[str]]) -> None:
-    """Merge ``id -> seasons`` rows into the header-less ``dw_complete_ids.csv``."""
+    """Merge ``id -> seasons`` rows into ``dw_complete_ids.csv`` (read in either form, written
+    header-less)."""
     known: dict[int, list[str]] = {}
     if csv_path.exists():
-        with open(csv_path, newline="") as handle:
-            known = {int(row[0]): row[1:] for row in csv.reader(handle) if row}
+        known = {int(location): seasons for location, seasons in read_ids(csv_path)}
     known.update(rows)
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as handle:
-        csv.writer(handle).writerows([location, *seasons] for location, seasons in sorted(known.items()))
+    with atomic_path(csv_path) as tmp:
+        write_ids(tmp, sorted(known.items()), "headerless")
 
 
 def fetch_dynamicworld(settings: dict[str, Any], out: Path, *, progress: bool = True) -> Path:

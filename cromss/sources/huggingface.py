@@ -50,9 +50,13 @@ def fetch_noldo(settings: dict[str, Any], out: Path, *, progress: bool = True) -
     section = {"repo": NOLDO_REPO, "files": list(NOLDO_FILES), **settings.get("noldo", {})}
     unpacked = []
     for filename in section["files"]:
+        final = out / "noldo" / Path(filename).stem
+        if final.exists():  # unpacked earlier or placed by hand: never downloaded again
+            unpacked.append(final)
+            continue
         archive = fetch_repo_file(settings, section, filename, download_dir(settings, "noldo"),
                                   progress=progress)
-        unpacked.append(unpack(archive, out / "noldo" / Path(filename).stem))
+        unpacked.append(unpack(archive, final))
     return unpacked
 
 

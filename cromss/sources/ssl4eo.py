@@ -2,11 +2,16 @@
 
 v1 parts ``<modality>/<modality>.tar.gz.part<aa..>`` are downloaded (MD5 per part, torchgeo's
 pinned revision by default) and streamed through one tar reader without joining them on disk;
-only the selected locations are written, to ``<out>/ssl4eo_s12/<modality>/<id:07d>/<season>/<band>.tif``.
+only the selected locations are written, to ``<out>/ssl4eo_s12/{s1,s2c}/<id:07d>/<season>/<band>.tif``
+(the folders the archives unpack to; :mod:`cromss.data.layouts.ssl4eo_s12`). A tree already there
+(unpacked earlier or placed by hand) is left as it is and nothing is downloaded for it.
 
-v1.1 shards (``.zarr.zip``, Zarr v2 inside, 64 samples each) are opened with zarr 3's ``ZipStore``
-and converted to the same GeoTIFF layout. Their acquisitions differ from v1, so NoLDO's noisy labels
-do not fit them: pair v1.1 with Dynamic World labels fetched for their own dates (docs/sources.md).
+v1.1 shards (``{split}/{S1GRD,S2L1C}/ssl4eos12_{split}_seasonal_data_<n:06d>.zarr.zip`` in
+``embed2scale/SSL4EO-S12-v1.1-Zarr``, Zarr v2 inside, 64 samples each) are opened with zarr 3's
+``ZipStore`` and converted to the same GeoTIFF layout, season folders named by their ``file_id``.
+Their acquisitions differ from v1, so NoLDO's noisy labels do not fit them: pair v1.1 with Dynamic
+World labels fetched for their own dates (docs/sources.md). The webdataset release
+(``embed2scale/SSL4EO-S12-v1.1``, ``ssl4eos12_shard_*.tar``) is not read.
 
 ``locations: nol`` keeps the SSL4EO-S12@NoL ids of ``dw_complete_ids.csv`` (fetch ``noldo`` first),
 ``all`` keeps every id; ``max_locations: N`` keeps the first N of those (in id order).
@@ -14,7 +19,6 @@ do not fit them: pair v1.1 with Dynamic World labels fetched for their own dates
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
@@ -23,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from cromss.atomic import atomic_path
+from cromss.data.layouts.noldo import IDS_CSV, NOL_DIR, read_ids
+from cromss.data.layouts.ssl4eo_s12 import FOLDERS
 from cromss.sources.archives import unpack_parts
 from cromss.sources.huggingface import download_dir, fetch_repo_file
 
@@ -45,7 +51,8 @@ V1_PART_MD5 = {  # torchgeo's checksums for the pinned revision
         "ak": "babe8bed884d31b891151f5717a83b5c", "al": "8d1f5ad28ee868ab0595c889446b8e5f",
     },
 }
-V11_REPO = "embed2scale/SSL4EO-S12-v1.1"
+V11_REPO = "embed2scale/SSL4EO-S12-v1.1-Zarr"  # the Zarr shards (zarr_dataset.py of the release)
+V11_S2_OFFSET = 1000  # the Zarr release's S2 values carry +1000 (its zarr_dataset.py)
 V11_SHARD = "{split}/{product}/ssl4eos12_{split}_seasonal_data_{index:06d}.zarr.zip"
 V11_PRODUCTS = {"s1_grd": "S1GRD", "s2_l1c": "S2L1C"}
 SAMPLES_PER_SHARD = 64
@@ -53,23 +60,19 @@ LOCATION_DIR = re.compile(r"^\d{7}$")
 
 
 def nol_ids(csv_path: Path) -> list[int]:
-    """Location ids of SSL4EO-S12@NoL: first column of the header-less ``dw_complete_ids.csv``."""
+    """Location ids of SSL4EO-S12@NoL in ``dw_complete_ids.csv`` (either published form)."""
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: the NoL id list is missing; run `cromss fetch noldo` first "
                                 "or set data.real.ssl4eo.locations: all")
-    with open(csv_path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    try:
-        return sorted(int(float(row[0])) for row in rows)
-    except ValueError as err:
-        raise ValueError(f"{csv_path}: first column must hold integer location ids ({err})") from err
+    return sorted(int(location) for location, _ in read_ids(csv_path))
 
 
-def selected_ids(section: dict[str, Any], out: Path) -> set[int] | None:
+def selected_ids(settings: dict[str, Any], section: dict[str, Any], out: Path) -> set[int] | None:
     """The location ids to keep, or ``None`` for every location."""
     limit = section.get("max_locations")
     if section.get("locations", "nol") == "nol":
-        ids = nol_ids(out / "noldo" / "ssl4eo_s12_nol" / "dw_complete_ids.csv")
+        noldo_root = Path((settings.get("local") or {}).get("noldo") or out / "noldo")
+        ids = nol_ids(noldo_root / NOL_DIR / IDS_CSV)
         return set(ids[:limit] if limit else ids)
     return set(range(limit)) if limit else None
 
@@ -93,12 +96,16 @@ def fetch_v1(settings: dict[str, Any], section: dict[str, Any], out: Path, keep:
     v1 = {"repo": V1_REPO, "revision": V1_REVISION, "parts": V1_PART_MD5, **section.get("v1", {})}
     written = []
     for modality in section.get("modalities", list(V11_PRODUCTS)):
+        final = out / "ssl4eo_s12" / FOLDERS[modality]
+        if final.exists():  # unpacked earlier or placed by hand: never downloaded again
+            written.append(final)
+            continue
         parts_md5 = v1["parts"][modality]
         repo = {"repo": v1["repo"], "revision": v1["revision"],
                 "md5": {f"{modality}/{modality}.tar.gz.part{s}": md5 for s, md5 in parts_md5.items()}}
         parts = [fetch_repo_file(settings, repo, name, download_dir(settings, "ssl4eo_s12"),
                                  progress=progress) for name in repo["md5"]]
-        written.append(unpack_parts(parts, out / "ssl4eo_s12" / modality, location_rename(keep)))
+        written.append(unpack_parts(parts, final, location_rename(keep)))
     return written
 
 
@@ -107,73 +114,62 @@ def band_name(raw: str) -> str:
     return re.sub(r"^B0(\d)$", r"B\1", str(raw).upper())
 
 
-def season_name(modality: str, when: np.datetime64) -> str:
-    """A season folder name carrying the acquisition time the way v1 names do."""
-    stamp = np.datetime_as_string(when.astype("datetime64[s]")).replace("-", "").replace(":", "")
-    if modality.startswith("s1"):
-        return f"S1X_IW_GRDH_1SDV_{stamp}_{stamp}_v11"
-    return f"{stamp}_{stamp}_v11"
+def _require(ds, shard: Path, names: tuple[str, ...]) -> None:  # noqa: ANN001 - xarray.Dataset
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise ValueError(f"{shard}: no {', '.join(missing)} (found {sorted(ds.variables)}); "
+                         "not a shard of the published SSL4EO-S12 v1.1 Zarr layout")
 
 
-def _geo(ds, sample: int) -> dict[str, Any]:  # noqa: ANN001 - xarray.Dataset
-    """CRS and transform of one sample when the shard carries x/y coordinates and a CRS."""
-    from rasterio.crs import CRS
+def shard_transform(x: np.ndarray, y: np.ndarray):  # noqa: ANN201 - affine.Affine
+    """The geotransform of pixel-centre coordinates ``x_`` / ``y_`` (metres of ``crs``)."""
     from rasterio.transform import from_origin
-
-    if "x" not in ds.variables or "y" not in ds.variables:
-        return {}
-    x = np.asarray(ds["x"].values)
-    y = np.asarray(ds["y"].values)
-    x, y = (x[sample], y[sample]) if x.ndim == 2 else (x, y)
     dx, dy = float(x[1] - x[0]), float(y[0] - y[1])
-    geo = {"transform": from_origin(float(x[0]) - dx / 2, float(y[0]) + dy / 2, dx, dy)}
-    crs = ds["crs"].values[sample] if "crs" in ds.variables else ds.attrs.get("crs")
-    if crs is not None:
-        geo["crs"] = CRS.from_user_input(int(crs) if np.issubdtype(np.asarray(crs).dtype, np.integer)
-                                         else str(crs))
-    return geo
-
-
-def _sample_id(raw: Any, fallback: int) -> int:
-    digits = re.match(r"\d+", str(raw))
-    return int(digits[0]) if digits else fallback
+    return from_origin(float(x[0]) - dx / 2, float(y[0]) + dy / 2, dx, dy)
 
 
 def convert_zarr_shard(shard: Path, modality: str, folder: Path, keep: set[int] | None,
-                       first_index: int, variable: str = "bands") -> int:
-    """Write the kept samples of one v1.1 shard as ``<id>/<season>/<band>.tif``; return their count."""
+                       s2_offset: int = 0) -> int:
+    """Write the kept samples of one v1.1 shard as ``<id>/<file_id>/<band>.tif``; return their count.
+
+    The published shards (``DLR-MF-DAS/SSL4EO-S12-v1.1`` README) hold ``bands(sample, time, band,
+    y, x)`` (S2 int16, S1 float16), ``sample`` ids such as ``'0080717'``, and per sample ``crs``
+    (EPSG code), ``x_`` / ``y_`` (pixel-centre coordinates), ``time_`` and ``file_id`` (the product
+    id, used as the season folder name as in v1). ``s2_offset`` (1000 in the Zarr release, whose
+    values carry the +1000 offset of the newer ESA processing) is subtracted from S2.
+    """
     import rasterio
     import xarray as xr
     from zarr.storage import ZipStore
 
     store = ZipStore(shard, mode="r")
     try:
-        ds = xr.open_zarr(store, consolidated=None)
-        if variable not in ds:
-            raise ValueError(f"{shard}: no variable {variable!r} (found {sorted(ds.data_vars)})")
-        data = ds[variable]
-        if data.ndim != 5:
-            raise ValueError(f"{shard}: {variable} has dims {data.dims}, expected "
+        ds = xr.open_zarr(store, consolidated=None, chunks=None)
+        _require(ds, shard, ("bands", "crs", "x_", "y_", "time_", "file_id"))
+        data = ds["bands"]
+        if data.dims != ("sample", "time", "band", "y", "x"):
+            raise ValueError(f"{shard}: bands has dims {data.dims}, expected "
                              "(sample, time, band, y, x)")
-        sample_dim, _, band_dim = data.dims[:3]
-        bands = [band_name(b) for b in data[band_dim].values]
-        if "time" not in ds.variables:
-            raise ValueError(f"{shard}: no `time` variable with the acquisition times")
-        times = np.asarray(ds["time"].values)
+        bands = [band_name(b) for b in data["band"].values]
         count = 0
-        for i, raw_id in enumerate(data[sample_dim].values):
-            location = _sample_id(raw_id, first_index + i)
+        for i, raw_id in enumerate(data["sample"].values):
+            location = int(re.match(r"\d+", str(raw_id))[0])
             if keep is not None and location not in keep:
                 continue
-            pixels = data.isel({sample_dim: i}).values
-            for t in range(pixels.shape[0]):
-                when = times[i, t] if times.ndim == 2 else times[t]
-                season = folder / f"{location:07d}" / season_name(modality, when)
-                season.mkdir(parents=True, exist_ok=True)
-                profile = {"driver": "GTiff", "count": 1, "dtype": pixels.dtype.name,
-                           "height": pixels.shape[-2], "width": pixels.shape[-1], **_geo(ds, i)}
+            pixels = data.isel(sample=i).values
+            if modality == "s1_grd":
+                pixels = pixels.astype(np.float32)
+            else:
+                pixels = np.clip(pixels.astype(np.int32) - s2_offset, 0, 65535).astype(np.uint16)
+            profile = {"driver": "GTiff", "count": 1, "dtype": pixels.dtype.name,
+                       "height": pixels.shape[-2], "width": pixels.shape[-1],
+                       "crs": f"EPSG:{int(ds['crs'].values[i])}",
+                       "transform": shard_transform(ds["x_"].values[i], ds["y_"].values[i])}
+            for t, season in enumerate(ds["file_id"].values[i]):
+                target = folder / f"{location:07d}" / str(season)
+                target.mkdir(parents=True, exist_ok=True)
                 for b, band in enumerate(bands):
-                    with rasterio.open(season / f"{band}.tif", "w", **profile) as dst:
+                    with rasterio.open(target / f"{band}.tif", "w", **profile) as dst:
                         dst.write(pixels[t, b], 1)
             count += 1
         return count
@@ -185,27 +181,32 @@ def fetch_v11(settings: dict[str, Any], section: dict[str, Any], out: Path, keep
               *, progress: bool = True) -> list[Path]:
     """Download v1.1 shards (enough for ``max_locations`` or ``shards``) and convert the kept samples."""
     v11 = {"repo": V11_REPO, "revision": "main", "split": "train", "shard": V11_SHARD,
-           "products": V11_PRODUCTS, "first_shard": 1, "variable": "bands", **section.get("v1_1", {})}
+           "products": V11_PRODUCTS, "first_shard": 1, "s2_offset": V11_S2_OFFSET,
+           **section.get("v1_1", {})}
     limit = section.get("max_locations")
     count = v11.get("shards") or (math.ceil(limit / SAMPLES_PER_SHARD) if limit else None)
     if count is None:
         raise ValueError("data.real.ssl4eo.v1_1: set `shards` (or `max_locations`) to bound the download")
     written = []
     for modality in section.get("modalities", list(V11_PRODUCTS)):
+        final = out / "ssl4eo_s12" / FOLDERS[modality]
+        if final.exists():
+            written.append(final)
+            continue
         names = [v11["shard"].format(split=v11["split"], product=v11["products"][modality], index=index)
                  for index in range(v11["first_shard"], v11["first_shard"] + count)]
         shards = [fetch_repo_file(settings, {**v11, "md5": v11.get("md5", {})}, name,
                                   download_dir(settings, "ssl4eo_s12_v1_1") / modality, progress=progress)
                   for name in names]
-        final = out / "ssl4eo_s12" / modality
-        if final.exists():
-            written.append(final)
-            continue
         with atomic_path(final) as tmp:
             tmp.mkdir()
-            for n, shard in enumerate(shards):
-                convert_zarr_shard(shard, modality, tmp, keep,
-                                   (v11["first_shard"] - 1 + n) * SAMPLES_PER_SHARD, v11["variable"])
+            converted = sum(convert_zarr_shard(shard, modality, tmp, keep, int(v11["s2_offset"]))
+                            for shard in shards)
+            if converted == 0:
+                raise ValueError(f"{', '.join(map(str, shards))}: no sample converted (none of the "
+                                 f"{len(keep or ())} selected location ids is in these shards); "
+                                 "set data.real.ssl4eo.v1_1.first_shard/shards to the shards "
+                                 "holding them, or locations: all")
         written.append(final)
     return written
 
@@ -213,7 +214,7 @@ def fetch_v11(settings: dict[str, Any], section: dict[str, Any], out: Path, keep
 def fetch_ssl4eo(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
     """Fetch the selected SSL4EO-S12 locations in the format chosen by ``ssl4eo.format``."""
     section = {"format": "v1", "locations": "nol", **settings.get("ssl4eo", {})}
-    keep = selected_ids(section, out)
+    keep = selected_ids(settings, section, out)
     fetch = {"v1": fetch_v1, "v1.1": fetch_v11}.get(section["format"])
     if fetch is None:
         raise ValueError(f"data.real.ssl4eo.format must be v1 or v1.1, not {section['format']!r}")

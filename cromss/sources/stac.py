@@ -4,7 +4,7 @@ The area (``bbox`` in lon/lat) is tiled into ``patch_size`` x ``patch_size`` pat
 in the UTM zone of its centre. For each season window the most recent S2 scene under
 ``max_cloud`` % and the most recent S1 scene that cover a patch are read band by band through a
 rasterio ``WarpedVRT`` onto the patch grid (bilinear) and written as
-``<out>/ssl4eo_s12/{s1_grd,s2_l1c}/<id:07d>/<season>/<band>.tif``; patches without a scene in every
+``<out>/ssl4eo_s12/{s1,s2c}/<id:07d>/<season>/<band>.tif``; patches without a scene in every
 season are skipped. ``<out>/stac_patches.json`` lists each patch's grid and season names, the input
 of ``cromss fetch dynamicworld``. S1 is written in dB (``s1_units`` says how the host stores it);
 S2 bands a collection lacks (B10 in L2A) are written as zeros and listed in the manifest.
@@ -24,6 +24,7 @@ import requests
 
 from cromss.atomic import atomic_path
 from cromss.constants import S1_BANDS, S2_BANDS
+from cromss.data.layouts.ssl4eo_s12 import FOLDERS
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def write_patch(out: Path, location: int, scenes: dict[str, list[Any]], section:
                              "missing_bands": []}
     for modality, bands, assets in (("s2_l1c", S2_BANDS, section["s2_assets"]),
                                     ("s1_grd", S1_BANDS, section["s1_assets"])):
-        with atomic_path(out / "ssl4eo_s12" / modality / f"{location:07d}") as tmp:
+        with atomic_path(out / "ssl4eo_s12" / FOLDERS[modality] / f"{location:07d}") as tmp:
             names = []
             for item in scenes[modality]:
                 season = tmp / season_name(modality, item)

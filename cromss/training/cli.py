@@ -1,8 +1,10 @@
-"""Command-line sub-commands of the training stage: ``pretrain``, ``finetune``, ``evaluate``."""
+"""Command-line sub-commands of the training stage: ``pretrain``, ``finetune``, ``finetune-group``,
+``evaluate`` and ``export-encoder``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -19,7 +21,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     from cromss.training.pretrain import pretrain
 
     _threads(args.threads)
-    pretrain(args.store, load_settings(args.settings), args.out)
+    settings = load_settings(args.settings)
+    pretrain(args.store, settings, args.out)
+    if args.export_encoders and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
+        from cromss.models import export_encoder
+        from cromss.training.pretrain import MODEL, modalities
+
+        for modality in modalities(settings):
+            export_encoder(args.out / MODEL, modality, args.out / f"encoder_{modality}.pt")
     return 0
 
 
@@ -35,6 +44,18 @@ def _finetune(args: argparse.Namespace) -> int:
         from cromss.training.finetune import evaluate
 
         evaluate(args.out / "model.pt", args.test, args.metrics or args.out / "metrics.json")
+    return 0
+
+
+def _finetune_group(args: argparse.Namespace) -> int:
+    from cromss.config import load_settings
+    from cromss.training.runs import finetune_group
+
+    _threads(args.threads)
+    finetune_group(task=args.task, modality=args.modality, encoder=args.encoder,
+                   setting=args.setting, seed=args.seed, train=args.train, test=args.test,
+                   settings=load_settings(args.settings), out=args.out,
+                   weights_name=args.weights_name)
     return 0
 
 
@@ -65,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--settings", required=True, help="variant settings (JSON or file)")
     p.add_argument("--out", type=Path, required=True, help="output directory of the variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--export-encoders", action="store_true", help="also write each modality's "
+                   "encoder to OUT/encoder_{s1,s2}.pt (as `cromss export-encoder` does)")
     p.set_defaults(func=_pretrain)
 
     p = subparsers.add_parser("export-encoder", help="one modality's encoder of a pretrained "
@@ -90,6 +113,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", type=Path, help="metrics file of --test (default OUT/metrics.json)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_finetune)
+
+    p = subparsers.add_parser("finetune-group", help="all settings and seeds of one task, modality "
+                              "and encoder in one process, each run evaluated as it completes")
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
+    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--encoder", required=True, help="encoder file or 'random'")
+    p.add_argument("--setting", choices=("frozen", "finetuned"), nargs="+", required=True)
+    p.add_argument("--seed", type=int, nargs="+", required=True)
+    p.add_argument("--train", type=Path, required=True, help="training Zarr store of the task")
+    p.add_argument("--test", type=Path, required=True, help="test Zarr store of the task")
+    p.add_argument("--settings", required=True, help="finetune settings (JSON or file)")
+    p.add_argument("--out", required=True, help="run directory with {setting} and {seed}, e.g. "
+                   "results/finetune/dw/s2/midF/{setting}/seed{seed}: model.pt, log.jsonl, "
+                   "metrics.json in each")
+    p.add_argument("--weights-name", help="name of the encoder weights in the outputs")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=_finetune_group)
 
     p = subparsers.add_parser("evaluate", help="score fine-tuned models on a test store (one "
                               "process for several models, e.g. the seeds of one run)")

@@ -1,5 +1,7 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
 import json
+import os
+import shlex
 
 from cromss.config import variant_settings
 
@@ -14,7 +16,7 @@ STORES = ["nol", "dw_train", "dw_test", "osm_train", "osm_test", "dfc2020_train"
 TASK_TABLE = {"dfc2020": 1, "dw": 2, "osm": 3}
 VARIANTS = list(config["pretrain"]["variants"])
 FT = config["finetune"]
-# one fine-tuning run; evaluation takes all seeds of a (task, modality, weights, setting) at once
+# one fine-tuning run; one job trains and evaluates all runs of a (task, modality, weights) group
 FT_DIR = f"{RESULTS}/finetune/{{task}}/{{modality}}/{{weights}}/{{setting}}/seed{{seed}}"
 GPUS = config.get("resources", {}).get("gpus_per_training_job", 0)
 # DDP processes of one pretraining job: one per GPU, else the configured CPU (gloo) processes
@@ -43,6 +45,11 @@ def store(name):
 def variant_modalities(variant):
     fusion = config["pretrain"]["variants"][variant]["fusion"]
     return {"single_s1": ["s1"], "single_s2": ["s2"]}.get(fusion, ["s1", "s2"])
+
+
+def variants_with(modalities):
+    """Regex of the variants that train exactly these modalities."""
+    return "|".join(v for v in VARIANTS if variant_modalities(v) == modalities) or "(?!)"
 
 
 def pretrain_settings(variant):
@@ -76,6 +83,17 @@ def runs(tasks, modalities, weights, settings, seeds):
     return out
 
 
+def group_outputs(name, settings):
+    """One output file of every run (settings x seeds) of a fine-tuning group."""
+    return expand(f"{FT_DIR}/{name}", setting=settings, seed=FT["seeds"], allow_missing=True)
+
+
+def group_run_dir(wildcards):
+    """The run directories of a group, with {setting} and {seed} left for the CLI to fill in."""
+    return FT_DIR.format(task=wildcards.task, modality=wildcards.modality,
+                         weights=wildcards.weights, setting="{setting}", seed="{seed}")
+
+
 def metrics_files(run_list):
     return [f"{FT_DIR}/metrics.json".format(**r) for r in run_list]
 
@@ -96,6 +114,13 @@ def ablation_runs():
     return runs([a["task"]], [a["modality"]], VARIANTS, [a["setting"]], FT["seeds"])
 
 
+def ablation_only_weights():
+    """Regex of the variants whose ablation runs the main fine-tuning groups do not make."""
+    main = [r for t in FT["tasks"] for r in table_runs(t)]
+    only = sorted({r["weights"] for r in ablation_runs() if r not in main})
+    return "|".join(only) or "(?!)"  # (?!) matches nothing
+
+
 def prediction_runs(task):
     """One run per weights (last modality and setting, first seed) for the predictions figure."""
     modality, setting, seed = FT["modalities"][-1], FT["settings"][-1], FT["seeds"][0]
@@ -108,13 +133,34 @@ def table(number):
 
 
 RAW_PARTS = {"nol": ["noldo", "ssl4eo_s12"], "dw": ["noldo"], "osm": ["noldo"], "dfc2020": ["dfc2020"]}
+RAW_PARTS_ALL = ["ssl4eo_s12", "noldo", "dfc2020"]
+LOCAL = config["data"].get("real", {}).get("local") or {}
 
 
 def raw_inputs(wildcards):
-    """The raw layouts a store is ingested from."""
+    """The raw trees a store is ingested from: a tree of data.real.local as it lies, else the
+    flag of its download (never the downloaded tree itself, so Snakemake never removes it)."""
     if SOURCE == "synthetic":
         return [RAW]
-    return [f"{RAW}/{part}" for part in RAW_PARTS[wildcards.store.split("_")[0]]]
+    parts = RAW_PARTS[wildcards.store.split("_")[0]]
+    return [LOCAL[part] if LOCAL.get(part) else f"{RAW}/{part}.fetched" for part in parts]
+
+
+def fetch_inputs(wildcards):
+    """The SSL4EO-S12 fetch reads the NoL ids of NoLDO (``ancient``: its age never reruns it)."""
+    if wildcards.part != "ssl4eo_s12":
+        return []
+    if LOCAL.get("noldo"):
+        return [ancient(LOCAL["noldo"])]
+    return [ancient(f"{RAW}/noldo.fetched")]
+
+
+def local_tree_args():
+    """``--noldo PATH ...`` of the trees read in place (real data only)."""
+    if SOURCE == "synthetic":
+        return ""
+    return " ".join(f"--{part.replace('_', '-')} {shlex.quote(str(path))}"
+                    for part, path in sorted(LOCAL.items()) if path)
 
 
 def launcher(wildcards):
@@ -142,6 +188,7 @@ REFERENCE = {1: "reference/paper_table1_dfc2020.csv", 2: "reference/paper_table2
 TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 
+ABLATION_ONLY = ablation_only_weights()
 TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]
 # The samples figure shows the selection of the first two-modality variant.
 SELECTION_VARIANT = next(v for v in VARIANTS if len(variant_modalities(v)) == 2)

@@ -18,17 +18,20 @@ rule synthetic_world:
         "cromss data synth --settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
+# Raw data is never an output of a rule, so Snakemake never removes it: a download job's output is
+# only a flag next to the tree it fills (the fetchers add files and skip what is already there), and
+# trees named in data.real.local are plain inputs, read in place.
 rule real_download:
     input:
-        lambda w: [f"{RAW}/noldo"] if w.part == "ssl4eo_s12" else [],  # the NoL location list
+        fetch_inputs,
     output:
-        directory(f"{config['data']['raw_dir']}/real/{{part}}"),
+        touch(f"{RAW}/{{part}}.fetched"),
     wildcard_constraints:
-        part="noldo|ssl4eo_s12|dfc2020",
+        part="|".join(RAW_PARTS_ALL),
     params:
         settings=lambda w: as_json(config["data"].get("real", {})),
         source=lambda w: {"ssl4eo_s12": "ssl4eo"}.get(w.part, w.part),
-        raw=RAW,
+        raw=lambda w, output: os.path.dirname(output[0]),
     conda:
         CONDA_ENV
     log:
@@ -49,6 +52,7 @@ rule store:
         directory(store("{store}")),
     params:
         raw=RAW,
+        trees=lambda w: local_tree_args(),
     conda:
         CONDA_ENV
     log:
@@ -59,7 +63,8 @@ rule store:
         mem_mb=8000,
         runtime=12 * 60,
     shell:
-        "cromss data ingest {wildcards.store} --raw {params.raw} --out {output} > {log} 2>&1"
+        "cromss data ingest {wildcards.store} --raw {params.raw} {params.trees} --out {output} "
+        "> {log} 2>&1"
 
 
 rule quicklook:

@@ -1,4 +1,5 @@
-# CromSS pretraining on the noisy-label store: one job per variant, then one encoder file per modality.
+# CromSS pretraining on the noisy-label store: one job per variant, which also exports the encoder
+# of each of its modalities for transfer (one rule per set of modalities: outputs are static).
 
 
 rule pretrain:
@@ -7,6 +8,10 @@ rule pretrain:
     output:
         model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
+        encoders=expand(encoder_file("{variant}", "{modality}"), modality=["s1", "s2"],
+                        allow_missing=True),
+    wildcard_constraints:
+        variant=variants_with(["s1", "s2"]),
     params:
         settings=lambda w: as_json(pretrain_settings(w.variant)),
         launcher=launcher,
@@ -26,22 +31,22 @@ rule pretrain:
         f"{BENCH}/pretrain/{{variant}}.tsv"
     shell:
         "{params.launcher} pretrain --store {input} --settings {params.settings:q}"
-        " --threads {params.threads} --out {params.workdir} > {log} 2>&1"
+        " --threads {params.threads} --out {params.workdir} --export-encoders > {log} 2>&1"
 
 
-rule encoder:
-    input:
-        f"{RESULTS}/pretrain/{{variant}}/model.pt",
+use rule pretrain as pretrain_s1 with:
     output:
-        f"{RESULTS}/pretrain/{{variant}}/encoder_{{modality}}.pt",
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/encoder/{{variant}}_{{modality}}.log",
-    benchmark:
-        f"{BENCH}/encoder/{{variant}}_{{modality}}.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    shell:
-        "cromss export-encoder --model {input} --modality {wildcards.modality} --out {output} > {log} 2>&1"
+        model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
+        log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
+        encoders=[encoder_file("{variant}", "s1")],
+    wildcard_constraints:
+        variant=variants_with(["s1"]),
+
+
+use rule pretrain as pretrain_s2 with:
+    output:
+        model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
+        log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
+        encoders=[encoder_file("{variant}", "s2")],
+    wildcard_constraints:
+        variant=variants_with(["s2"]),

@@ -1,17 +1,26 @@
 # Downstream transfer: a new decoder on one modality's encoder, frozen or fine-tuned, per seed.
+# One job trains every setting and seed of a (task, modality, weights) group and evaluates each
+# run as it completes, in the process that trained it: the group's runs share all their inputs,
+# so the DAG reruns exactly what a changed input affects, and the start-up is paid once per group.
 
 
 rule finetune:
     input:
         train=lambda w: store(f"{w.task}_train"),
+        test=lambda w: store(f"{w.task}_test"),
         encoder=encoder_input,
     output:
-        model=f"{FT_DIR}/model.pt",
-        log=f"{FT_DIR}/log.jsonl",
+        models=group_outputs("model.pt", FT["settings"]),
+        logs=group_outputs("log.jsonl", FT["settings"]),
+        metrics=group_outputs("metrics.json", FT["settings"]),
+    wildcard_constraints:
+        weights="|".join(FT["weights"]),
     params:
         settings=lambda w: as_json(finetune_settings()),
         encoder=lambda w, input: input.encoder or "random",
-        workdir=FT_DIR,
+        group=FT["settings"],
+        seeds=FT["seeds"],
+        out=group_run_dir,
     threads: 1
     resources:
         mem_mb=8000,
@@ -20,33 +29,33 @@ rule finetune:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/finetune/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.log",
+        f"{LOGS}/finetune/{{task}}_{{modality}}_{{weights}}.log",
     benchmark:
-        f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}_{{setting}}_seed{{seed}}.tsv"
+        f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}.tsv"
     shell:
-        "cromss finetune --task {wildcards.task} --modality {wildcards.modality}"
-        " --encoder {params.encoder} --setting {wildcards.setting} --seed {wildcards.seed}"
-        " --train {input.train} --settings {params.settings:q} --threads {threads}"
-        " --out {params.workdir} > {log} 2>&1"
+        "cromss finetune-group --task {wildcards.task} --modality {wildcards.modality}"
+        " --encoder {params.encoder} --setting {params.group} --seed {params.seeds}"
+        " --train {input.train} --test {input.test} --settings {params.settings:q}"
+        " --threads {threads} --out {params.out:q} > {log} 2>&1"
 
 
-rule evaluate:
-    input:
-        models=expand(f"{FT_DIR}/model.pt", seed=FT["seeds"], allow_missing=True),
-        test=lambda w: store(f"{w.task}_test"),
+# The ablation encoders that only table 4 transfers: its one task, modality and setting.
+use rule finetune as finetune_ablation with:
     output:
-        expand(f"{FT_DIR}/metrics.json", seed=FT["seeds"], allow_missing=True),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=min(GPUS, 1),
-    conda:
-        CONDA_ENV
+        models=group_outputs("model.pt", [FT["ablation"]["setting"]]),
+        logs=group_outputs("log.jsonl", [FT["ablation"]["setting"]]),
+        metrics=group_outputs("metrics.json", [FT["ablation"]["setting"]]),
+    wildcard_constraints:
+        task=FT["ablation"]["task"],
+        modality=FT["ablation"]["modality"],
+        weights=ABLATION_ONLY,
+    params:
+        settings=lambda w: as_json(finetune_settings()),
+        encoder=lambda w, input: input.encoder or "random",
+        group=[FT["ablation"]["setting"]],
+        seeds=FT["seeds"],
+        out=group_run_dir,
     log:
-        f"{LOGS}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}.log",
+        f"{LOGS}/finetune/{{task}}_{{modality}}_{{weights}}_ablation.log",
     benchmark:
-        f"{BENCH}/evaluate/{{task}}_{{modality}}_{{weights}}_{{setting}}.tsv"
-    shell:
-        "cromss evaluate --model {input.models} --test {input.test} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}_ablation.tsv"

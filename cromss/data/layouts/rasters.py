@@ -1,0 +1,193 @@
+"""GeoTIFF reading onto a reference grid, shared by every layout.
+
+Every reader puts its bands on the 10 m grid of the sample's S2 image (B2 for SSL4EO-S12 v1, the
+S2 file for tiles) by each file's own transform, with rasterio's ``reproject``: bilinear for
+images, nearest for class maps. A file is accepted when its CRS equals the grid's and its bounds
+agree with the grid's to within one of its own pixels (the SSL4EO-S12 downloader shifts the 20 m /
+60 m bands by half their pixel, see :mod:`cromss.data.layouts.ssl4eo_s12`); anything else is
+refused with the file named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABEL_FILL = 255
+"""Raw label value of pixels a label file does not cover (remapped to the ignore index)."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a raster lies: EPSG code, GDAL geotransform, shape and bounds."""
+
+    epsg: int
+    transform: tuple[float, ...]
+    shape: tuple[int, int]
+    bounds: tuple[float, float, float, float]
+
+    @property
+    def pixel(self) -> float:
+        return abs(self.transform[1])
+
+    @property
+    def affine(self):  # noqa: ANN201 - affine.Affine
+        from affine import Affine
+        return Affine.from_gdal(*self.transform)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample on one grid: s1 (T, 2, H, W), s2 (T, 13, H, W), raw label codes (T, H, W)."""
+
+    sample_id: str
+    s1: np.ndarray
+    s2: np.ndarray
+    label: np.ndarray
+    grid: Grid
+    time: np.ndarray  # (T,) datetime64[s], NaT where unknown
+    truth: np.ndarray | None = None
+    label_paths: tuple[Path, ...] = ()
+    s2_filled: tuple[str, ...] = ()  # S2 bands the file lacks, filled with the band mean
+
+
+def _open(path: Path, count: int | Sequence[int] | None):  # noqa: ANN202 - rasterio dataset
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        src = rasterio.open(path)
+    except RasterioError as err:
+        raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from err
+    counts = (count,) if isinstance(count, int) else count
+    problem = None
+    if src.driver != "GTiff":
+        problem = f"not a GeoTIFF (driver {src.driver})"
+    elif counts is not None and src.count not in counts:
+        problem = f"{src.count} bands, expected {' or '.join(map(str, counts))}"
+    elif src.crs is None or src.crs.to_epsg() is None:
+        problem = "no EPSG coordinate reference system"
+    if problem:
+        src.close()
+        raise ValueError(f"{path}: {problem}")
+    return src
+
+
+def grid_of(src: Any) -> Grid:
+    """The grid of an open rasterio dataset."""
+    return Grid(epsg=int(src.crs.to_epsg()), transform=tuple(src.transform.to_gdal()),
+                shape=(src.height, src.width), bounds=tuple(src.bounds))
+
+
+def read_raster(path: Path, *, count: int | Sequence[int] | None = None
+                ) -> tuple[np.ndarray, Grid]:
+    """All bands of a GeoTIFF as ``(bands, H, W)`` and its grid; nodata becomes NaN in floats."""
+    from rasterio.errors import RasterioError
+
+    with _open(path, count) as src:
+        try:
+            data = src.read()
+        except RasterioError as err:
+            raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from err
+        if src.nodata is not None and data.dtype.kind == "f":
+            data[data == src.nodata] = np.nan
+        return data, grid_of(src)
+
+
+def check_on_grid(grid: Grid, other: Grid, grid_path: Path, other_path: Path) -> None:
+    """Raise unless ``other`` has the CRS of ``grid`` and its bounds to within one own pixel."""
+    if other.epsg != grid.epsg:
+        raise ValueError(f"{other_path}: CRS EPSG:{other.epsg} differs from EPSG:{grid.epsg} "
+                         f"of {grid_path}")
+    tolerance = max(other.pixel, abs(other.transform[5])) * (1 + 1e-6)
+    if not np.allclose(other.bounds, grid.bounds, rtol=0, atol=tolerance):
+        raise ValueError(f"{other_path}: bounds {other.bounds} differ from {grid.bounds} of "
+                         f"{grid_path} by more than one pixel of the file ({tolerance:.6g})")
+
+
+def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool = False,
+                  fill: float = 0) -> np.ndarray:
+    """``data`` (bands, h, w) on ``source`` -> (bands, H, W) on ``grid`` by the transforms.
+
+    The source is padded by one edge pixel first, so that a grid whose edge lies within one source
+    pixel of the source's edge is fully covered; what lies farther out gets ``fill``.
+    """
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    if source.epsg == grid.epsg and source.shape == grid.shape and np.allclose(
+            source.transform, grid.transform, rtol=0, atol=grid.pixel * 1e-6):
+        return data
+    padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    work = padded.astype(np.float64) if not nearest else padded
+    out = np.full((data.shape[0], *grid.shape), fill, dtype=work.dtype)
+    src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
+    reproject(work, out, src_transform=source.affine @ Affine.translation(-1, -1),
+              src_crs=CRS.from_epsg(source.epsg), dst_transform=grid.affine,
+              dst_crs=CRS.from_epsg(grid.epsg), src_nodata=src_nodata, dst_nodata=fill,
+              resampling=Resampling.nearest if nearest else Resampling.bilinear)
+    if data.dtype.kind in "ui":
+        info = np.iinfo(data.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(data.dtype)
+
+
+def read_onto(path: Path, grid: Grid, grid_path: Path, *, count: int | Sequence[int] | None = 1,
+              nearest: bool = False, fill: float = 0) -> np.ndarray:
+    """A GeoTIFF checked against ``grid`` and resampled onto it (see :func:`resample_onto`)."""
+    data, source = read_raster(path, count=count)
+    check_on_grid(grid, source, grid_path, path)
+    return resample_onto(data, source, grid, nearest=nearest, fill=fill)
+
+
+def read_label_onto(path: Path, grid: Grid, grid_path: Path, *, min_overlap: float = 0.5,
+                    band: int = 0) -> np.ndarray:
+    """A class map on its own grid -> ``grid`` (nearest); uncovered pixels get ``LABEL_FILL``.
+
+    Labels may lie on another grid or CRS than the image (the NoLDO labels are exported on their
+    own); a label covering less than ``min_overlap`` of the patch is refused.
+    """
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_bounds
+
+    data, source = read_raster(path, count=None)
+    left, bottom, right, top = transform_bounds(CRS.from_epsg(source.epsg),
+                                                CRS.from_epsg(grid.epsg), *source.bounds)
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    width = max(0.0, min(right, g_right) - max(left, g_left))
+    height = max(0.0, min(top, g_top) - max(bottom, g_bottom))
+    share = width * height / ((g_right - g_left) * (g_top - g_bottom))
+    if share < min_overlap:
+        raise ValueError(f"{path}: the label covers {share:.0%} of the patch of {grid_path} "
+                         f"(bounds {source.bounds} in EPSG:{source.epsg}); it belongs elsewhere")
+    return resample_onto(data[band:band + 1], source, grid, nearest=True, fill=LABEL_FILL)[0]
+
+
+def check_codes(label: np.ndarray, valid: Sequence[int], path: Path) -> None:
+    """Raise if ``label`` holds values outside the class codes ``valid`` (and the fill)."""
+    bad = np.setdiff1d(np.unique(label), np.asarray([*valid, LABEL_FILL]))
+    if bad.size:
+        raise ValueError(f"{path}: label values {bad.tolist()} outside the class codes "
+                         f"{min(valid)}..{max(valid)}")
+
+
+def write_tif(path: Path, data: np.ndarray, crs: str | int, transform: Any,
+              nodata: float | None = None, **profile: Any) -> None:
+    """Write a (bands, H, W) or (H, W) array as a GeoTIFF."""
+    import rasterio
+    data = data[None] if data.ndim == 2 else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    crs = f"EPSG:{crs}" if isinstance(crs, int) else crs
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2],
+                       count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
+                       nodata=nodata, **profile) as dst:
+        dst.write(data)

@@ -10,11 +10,15 @@ import argparse
 import importlib
 import logging
 import sys
+import time
+
+from cromss import __version__, logs
 
 COMMAND_MODULES = (
     "cromss.data.cli",
     "cromss.sources.cli",
     "cromss.training.cli",
+    "cromss.release",
     "cromss.report.cli",
 )
 
@@ -26,6 +30,8 @@ class CromssError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cromss", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"cromss {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -33,14 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.verbose)
+    started = time.perf_counter()
     try:
-        return int(args.func(args) or 0)
+        logs.log_header(args, argv)
+        status = int(args.func(args) or 0)
     except (CromssError, FileNotFoundError, ValueError) as err:
         print(f"cromss {args.command}: error: {err}", file=sys.stderr)
         return 2
+    logging.getLogger("cromss").info("finished in %.1f s", time.perf_counter() - started)
+    return status
 
 
 if __name__ == "__main__":

@@ -15,12 +15,24 @@ from typing import Any
 import yaml
 
 
+def settings_param(value: Any) -> str:
+    """A config section as one line of flow-style YAML, e.g. ``{crop: 64, lr: 0.005}``: what
+    Snakemake passes as ``params:`` (a change reruns the job) and shows in the report's job
+    parameters, readable and without escaped quotes; :func:`load_settings` reads it back."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=True,
+                          width=float("inf")).strip()
+
+
 def load_settings(text_or_path: str | None) -> dict[str, Any]:
-    """Parse ``--settings``: inline JSON (starting with ``{``) or a path to a YAML/JSON file."""
+    """Parse ``--settings``: inline JSON or flow-style YAML (starting with ``{``, as
+    :func:`settings_param` writes it) or a path to a YAML/JSON file."""
     if not text_or_path:
         return {}
     if text_or_path.lstrip().startswith("{"):
-        return json.loads(text_or_path)
+        try:
+            return json.loads(text_or_path)
+        except json.JSONDecodeError:
+            return yaml.safe_load(text_or_path)
     path = Path(text_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: settings file not found")

@@ -68,7 +68,27 @@ def s2_band_indices(num_bands: int) -> tuple[int, ...]:
     raise ValueError(f"S2 inputs have 13 or 9 bands, not {num_bands}")
 
 
-NORMALISATION_RULE = "clip each band to [mean - 2 std, mean + 2 std], then scale linearly to [0, 1]"
+UINT8_MAX = 255
+NORMALISATION_RULE = ("uint8 = floor(clip((x - (mean - 2 std)) / (4 std) * 255, 0, 255)); "
+                      "input = uint8 / 255")
+"""How S1 (dB) and S2 (L1C digital numbers) reach the network, in pretraining and in transfer.
+
+Transfer: the reference's ``dataset/dwosm_dataset_lmdb.py`` (defaults ``s1_normalize`` /
+``s2_normalize`` False, as its training scripts run it): ``img_clip`` maps each band with the
+SSL4EO-S12 statistics to [0, 255], clips and casts to uint8 (truncation), then ``/255``.
+Pretraining: ``dataset/ssl4eo_dataset_lmdb.py`` (``normalize`` False) reads the SSL4EO-S12 uint8
+release (``0k_251k_uint8_jpeg_tif``) and divides by 255. That release is taken to use the same
+per-band mean +- 2 std rule and statistics: the reference's own inverse (its ``normalize``:
+``mean - 2 std + x (4 std) / 255``) assumes it, and SSL4EO-S12's conversion applies it to S1 (its
+script's un-normalised S2 branch, ``DN / 10000 * 255``, is the one open doubt). No standardisation
+follows; the 9-band inputs take the same per-band statistics.
+"""
+INPUT_SCALING = {
+    "rule": NORMALISATION_RULE,
+    "quantisation": "uint8 (truncated)",
+    "pretraining": "SSL4EO-S12 uint8 product / 255 (reference dataset/ssl4eo_dataset_lmdb.py)",
+    "transfer": "img_clip to uint8, then / 255 (reference dataset/dwosm_dataset_lmdb.py)",
+}
 
 
 def input_normalisation(modality: str, s2_bands: int = 13) -> dict[str, list]:
@@ -80,7 +100,7 @@ def input_normalisation(modality: str, s2_bands: int = 13) -> dict[str, list]:
         bands, mean, std = ([seq[i] for i in idx] for seq in (S2_BANDS, S2_MEAN, S2_STD))
     else:
         raise ValueError(f"modality must be s1 or s2, not {modality!r}")
-    return {"bands": list(bands), "mean": list(mean), "std": list(std), "rule": NORMALISATION_RULE}
+    return {"bands": list(bands), "mean": list(mean), "std": list(std), **INPUT_SCALING}
 
 
 TASKS = {

@@ -146,7 +146,33 @@ def build_model(settings: Mapping[str, Any]) -> CromssModel:
     return SingleModalModel(modality, build_unet(encoder, in_channels, classes, decoder_channels))
 
 
-def model_card(settings: Mapping[str, Any], modality: str) -> dict[str, Any]:
+LICENCE = "MIT"  # the weights this workflow makes, as the code (pyproject.toml)
+DATA_LICENCES = {"synthetic": "none: the synthetic world cromss generates",
+                 "real": "SSL4EO-S12 images CC-BY-4.0, Dynamic World labels CC-BY-4.0, "
+                         "NoLDO-S12 MIT (docs/sources.md)"}
+
+
+def provenance(store: str | Path | None = None) -> dict[str, Any]:
+    """Where weights come from: the training store (dataset, raw source, synthetic or real data,
+    samples), the code version and git commit, and the licences of the weights and the data."""
+    from cromss import logs
+    from cromss.data.store import open_arrays
+
+    record: dict[str, Any] = {"cromss_version": cromss.__version__, "git_commit": logs.git_commit(),
+                              "licence": LICENCE}
+    if store is not None:
+        group = open_arrays(store)
+        source = str(group.attrs.get("source", ""))
+        kind = "synthetic" if "truth" in group or "synthetic" in Path(source).parts else "real"
+        record["data"] = {"store": str(store), "dataset": group.attrs.get("dataset"),
+                          "split": group.attrs.get("split"), "source": source, "kind": kind,
+                          "samples": int(group["label"].shape[0]),
+                          "licence": DATA_LICENCES[kind]}
+    return record
+
+
+def model_card(settings: Mapping[str, Any], modality: str,
+               origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a transferred encoder needs to be used right: inputs, normalisation, classes, origin."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
@@ -164,41 +190,47 @@ def model_card(settings: Mapping[str, Any], modality: str) -> dict[str, Any]:
         "fusion": settings.get("fusion"),
         "settings": json.loads(json.dumps(settings)),  # plain types only, weights_only-safe
         "cromss_version": cromss.__version__,
+        "provenance": json.loads(json.dumps(dict(origin or provenance()))),
     }
 
 
-def encoder_checkpoint(model: CromssModel, modality: str,
-                       settings: Mapping[str, Any]) -> dict[str, Any]:
+def encoder_checkpoint(model: CromssModel, modality: str, settings: Mapping[str, Any],
+                       origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{"state_dict": encoder weights on CPU, "card": model card}`` of one modality."""
     state = {key: value.detach().cpu().clone()
              for key, value in model.encoder(modality).state_dict().items()}
-    return {"state_dict": state, "card": model_card(settings, modality)}
+    return {"state_dict": state, "card": model_card(settings, modality, origin)}
 
 
 def save_encoder(path: str | Path, model: CromssModel, modality: str,
-                 settings: Mapping[str, Any]) -> Path:
+                 settings: Mapping[str, Any], origin: Mapping[str, Any] | None = None) -> Path:
     """Write one modality's encoder and card to ``path`` atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(encoder_checkpoint(model, modality, settings), tmp)
+        torch.save(encoder_checkpoint(model, modality, settings, origin), tmp)
     return path
 
 
-def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]) -> Path:
-    """Write a whole pretrained model (both branches, decoder, head) and its settings atomically."""
+def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any],
+               origin: Mapping[str, Any] | None = None) -> Path:
+    """Write a whole pretrained model (both branches, decoder, head), its settings and its
+    :func:`provenance` atomically."""
     path = Path(path)
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "settings": json.loads(json.dumps(settings))}, tmp)
+        torch.save({"state_dict": state, "settings": json.loads(json.dumps(settings)),
+                    "provenance": json.loads(json.dumps(dict(origin or provenance())))}, tmp)
     return path
 
 
 def read_weights(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
-    """A dict saved with ``torch.save``, loaded with ``weights_only=True``, that has ``keys``."""
+    """A dict saved with ``torch.save``, read by ``checkpoint.load`` (``weights_only``), with ``keys``."""
+    from cromss.training import checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = checkpoint.load(path)
     if not isinstance(payload, dict) or not set(keys) <= set(payload):
         raise ValueError(f"{path}: is no {what} (expected keys {', '.join(map(repr, keys))})")
     return payload
@@ -221,7 +253,8 @@ def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Pa
     if modality not in model.modalities:
         raise ValueError(f"{model_path}: the {settings.get('fusion')} model has no {modality} "
                          f"encoder")
-    return save_encoder(out, model, modality, settings)
+    origin = read_weights(model_path, ("settings",), "pretrained model").get("provenance")
+    return save_encoder(out, model, modality, settings, origin)
 
 
 def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

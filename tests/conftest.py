@@ -36,6 +36,28 @@ def tiny_world(tiny_raw: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    """Release name -> (file, Lightning module) of four tiny checkpoints written by Lightning the
+    way the reference writes the released weights (``tests/reference_checkpoints.py``), with the
+    small ``mobilenet_v2`` encoder in place of ResNet-50 to keep them small (the payload and the
+    key layout are those of the released files)."""
+    from cromss.release import RELEASES, release
+    from reference_checkpoints import write_reference_checkpoint
+    # laid out as the Hugging Face repository serves them (tests/test_release.py serves this root)
+    root = tmp_path_factory.mktemp("release")
+    folder = root / "datasets" / "vikki23" / "NoLDO-S12" / "resolve" / "main"
+    folder.mkdir(parents=True)
+    out = {}
+    for name in RELEASES:
+        rel = release(name)
+        file_fusion = rel.file.split("-")[3]
+        path = folder / rel.file
+        out[name] = (path, write_reference_checkpoint(path, file_fusion, rel.s2_bands,
+                                                             "mobilenet_v2"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
     workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests

@@ -59,15 +59,38 @@ def store(tmp_path_factory) -> Path:
 
 def test_normalise_clips_to_two_std_and_scales_to_unit_range():
     image = np.array([[[-1e9, 0.0, 10.0, 1e9]]], dtype=np.float32)  # mean 0, std 5 -> [-10, 10]
-    np.testing.assert_allclose(datasets.normalise(image, [0.0], [5.0])[0, 0], [0, 0.5, 1, 1])
+    np.testing.assert_allclose(datasets.normalise(image, [0.0], [5.0])[0, 0],
+                               [0, 127 / 255, 1, 1])  # uint8 levels: 127.5 truncates to 127
+
+
+def reference_img_clip(img, mean, std):
+    """The reference's ``img_clip`` (dataset/dwosm_dataset_lmdb.py), then its ``/255``."""
+    low, high = mean - 2 * std, mean + 2 * std
+    img = np.clip((img - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+    return img.astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("modality, bands", [("s1", 2), ("s2", 13), ("s2", 9)])
+def test_model_input_is_the_reference_uint8_scaling(modality, bands):
+    rng = np.random.default_rng(1)
+    raw = (rng.normal(-15, 8, (2, 16, 16)) if modality == "s1"
+           else rng.uniform(0, 6000, (13, 16, 16))).astype(np.float32)
+    norm = input_normalisation(modality, bands)
+    picked = raw if modality == "s1" else raw[list(datasets.s2_band_indices(bands))]
+    expected = np.stack([reference_img_clip(band, m, s)
+                         for band, m, s in zip(picked, norm["mean"], norm["std"], strict=True)])
+    got = datasets.model_input(raw, modality, bands)
+    np.testing.assert_allclose(got, expected, atol=1.01 / 255)  # float32 vs float64 at a level edge
+    assert np.mean(np.isclose(got, expected, atol=1e-7)) > 0.99
+    assert len(np.unique(got)) <= 256 and "uint8" in norm["quantisation"]
 
 
 def test_s2_input_selects_the_nine_bands_with_their_statistics():
     raw = np.broadcast_to(np.asarray(S2_MEAN, np.float32)[:, None, None], (13, 2, 2)).copy()
-    raw[11] = S2_MEAN[11] + 2 * S2_STD[11]  # B11 at its upper bound
+    raw[11] = S2_MEAN[11] + 2.01 * S2_STD[11]  # B11 above its upper bound
     image = datasets.model_input(raw, "s2", 9)
     assert image.shape == (9, 2, 2)
-    np.testing.assert_allclose(image[:7], 0.5, atol=1e-6)
+    np.testing.assert_allclose(image[:7], 127 / 255, atol=1e-6)
     np.testing.assert_allclose(image[7], 1.0, atol=1e-6)  # 8th of the 9 bands is B11
     card = input_normalisation("s2", 9)
     assert card["bands"] == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
@@ -77,18 +100,46 @@ def test_s2_input_selects_the_nine_bands_with_their_statistics():
 
 def test_transform_moves_images_labels_and_priors_together():
     array = np.arange(2 * 6 * 6).reshape(2, 6, 6)
-    t = datasets.Transform(top=1, left=2, size=4, flip_y=True, flip_x=False, rot90=1)
-    expected = np.rot90(array[:, 1:5, 2:6][:, ::-1, :], 1, axes=(1, 2))
-    np.testing.assert_array_equal(t(array), expected)
-    np.testing.assert_array_equal(t(array[0]), expected[0])
+    # albumentations' Flip codes: 0 vertical, 1 horizontal, -1 both
+    for flip, expected in ((0, array[:, 1:5, 2:6][:, ::-1, :]), (1, array[:, 1:5, 2:6][:, :, ::-1]),
+                           (-1, array[:, 1:5, 2:6][:, ::-1, ::-1])):
+        t = datasets.Transform(top=1, left=2, size=4, flip=flip)
+        np.testing.assert_array_equal(t(array), expected)
+        np.testing.assert_array_equal(t(array[0]), expected[0])
 
 
-def test_random_transform_rates_follow_the_probabilities():
+def test_rotation_is_bilinear_with_reflect_101_borders_and_nearest_for_labels():
+    """Against scipy's independent rotation (``mode="mirror"`` is OpenCV's BORDER_REFLECT_101)."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(0)
-    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(4000)]
-    assert abs(np.mean([d.flip_x for d in draws]) - 0.5) < 0.03
-    assert abs(np.mean([d.rot90 > 0 for d in draws]) - 0.2) < 0.03
-    assert {d.rot90 for d in draws} == {0, 1, 2, 3}
+    image = rng.normal(size=(3, 24, 24)).astype(np.float32)
+    for angle in (-73.0, 30.0, 90.0):
+        got = datasets.Transform(0, 0, 24, angle=angle)(image)
+        expected = np.stack([ndimage.rotate(band, angle, reshape=False, order=1, mode="mirror")
+                             for band in image])
+        np.testing.assert_allclose(got, expected, atol=2e-4)
+    np.testing.assert_allclose(datasets.Transform(0, 0, 24, angle=90.0)(image),
+                               np.rot90(image, 1, axes=(1, 2)), atol=1e-5)
+    labels = rng.integers(0, 9, (24, 24))
+    labels[:3] = IGNORE_INDEX
+    turned = datasets.Transform(0, 0, 24, angle=37.0)(labels)
+    assert turned.dtype == labels.dtype and set(np.unique(turned)) <= set(np.unique(labels))
+    expected = ndimage.rotate(labels, 37.0, reshape=False, order=0, mode="mirror")
+    assert np.mean(turned == expected) > 0.97  # nearest: ties at half-pixel positions may differ
+
+
+def test_random_transform_draws_follow_the_reference():
+    rng = np.random.default_rng(0)
+    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(6000)]
+    flips = [d.flip for d in draws]
+    assert abs(np.mean([f is not None for f in flips]) - 0.5) < 0.03
+    for code in (-1, 0, 1):  # one of vertical, horizontal or both, equally likely
+        assert abs(flips.count(code) / len(flips) - 0.5 / 3) < 0.02
+    angles = np.array([d.angle for d in draws if d.angle])
+    assert abs(len(angles) / len(draws) - 0.2) < 0.02
+    assert angles.min() >= -90 and angles.max() <= 90 and abs(angles.mean()) < 5
+    assert np.mean(np.abs(angles) % 90 > 1) > 0.9  # any angle, not quarter turns
     assert max(d.top for d in draws) == 12 and min(d.left for d in draws) == 0
     with pytest.raises(ValueError, match="larger"):
         datasets.random_transform(rng, 6, 6, 8, 0.5, 0.2)
@@ -171,3 +222,28 @@ def test_segmentation_dataset_whole_tile_for_evaluation(store):
         datasets.SegmentationDataset(store, modality="s3")
     with pytest.raises(FileNotFoundError, match="no such Zarr store"):
         datasets.SegmentationDataset(store.parent / "missing.zarr", modality="s1")
+
+
+def test_a_rotated_item_gets_a_bilinear_prior_and_a_nearest_hard_label(store):
+    """The reference rotates the smoothing prior with the image (bilinear) and the label with
+    nearest neighbours, then mixes Z' = (1 - a - b) one_hot(label) + prior part."""
+    settings = {**PRETRAIN_SETTINGS, "rotate_p": 1.0}
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], settings)
+    item = ds[2]
+    rng = np.random.default_rng((3, 0, 2))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 1.0)
+    assert t.angle
+    from cromss.data.store import open_arrays
+    labels = np.asarray(open_arrays(store)["label"][2, season])
+    soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(
+        np.asarray(open_arrays(store)["label"][2:3])), [season], 9, alpha=0.15, beta=0.05)[0].numpy()
+    hard_full = datasets.one_hot(labels, 9)
+    expected = t(soft_full - 0.8 * hard_full) + 0.8 * datasets.one_hot(t(labels), 9)
+    np.testing.assert_array_equal(item["label"].numpy(), t(labels))
+    np.testing.assert_allclose(item["soft"].numpy(), expected, atol=1e-5)
+    valid = item["label"] != IGNORE_INDEX
+    torch.testing.assert_close(item["soft"].sum(0)[valid], torch.ones(int(valid.sum())))
+    # the hard part is exactly the moved label's class, never a blend of two classes
+    top = item["soft"].max(0).values[valid]
+    assert (top >= 0.8).all()

@@ -1,11 +1,26 @@
-"""The conda entry point and the pip path install the same requirements."""
+"""The conda entry point: a valid environment.yml whose pip section pip accepts, the same
+requirements as pyproject.toml, and the post-deploy script that installs the package itself."""
 
+import os
+import site
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = yaml.safe_load((ROOT / "environment.yml").read_text())
+POST_DEPLOY = ROOT / "environment.post-deploy.sh"  # Snakemake's name for the env's script
+
+
+def pip_section() -> list[str]:
+    sections = [d["pip"] for d in ENV["dependencies"] if isinstance(d, dict)]
+    assert len(sections) == 1 and set(sections[0]) >= set(), "one pip: section"
+    return sections[0]
 
 
 def pip_path_requirements() -> set[str]:
@@ -13,19 +28,72 @@ def pip_path_requirements() -> set[str]:
     return set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
 
 
-def conda_pip_requirements() -> set[str]:
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert len(pip_sections) == 1, "environment.yml needs exactly one pip: section"
-    return {line for line in pip_sections[0] if not line.startswith("-")}
+def test_environment_yml_structure() -> None:
+    assert set(ENV) == {"name", "channels", "dependencies"}
+    assert ENV["name"] == "cromss" and ENV["channels"] == ["conda-forge"]
+    conda = [d for d in ENV["dependencies"] if isinstance(d, str)]
+    assert "pip" in conda and any(d.startswith("python=") for d in conda)
+    assert all(isinstance(line, str) for line in pip_section())
 
 
-def test_environment_yml_lists_the_pip_requirements():
-    assert conda_pip_requirements() == pip_path_requirements()
+def test_pip_section_holds_only_requirements_that_pip_accepts(tmp_path: Path) -> None:
+    lines = pip_section()
+    for line in lines:  # a requirement each, no options (`--no-deps -e .` is rejected by pip)
+        Requirement(line)
+    requirements = tmp_path / "requirements.txt"  # what conda hands to `pip install -r`
+    requirements.write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                             "--no-deps", "-q", "-r", str(requirements)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
-def test_environment_yml_pins_the_python_of_pyproject():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+def test_environment_yml_lists_the_pip_requirements() -> None:
+    assert set(pip_section()) == pip_path_requirements()
+
+
+def test_environment_yml_pins_the_python_of_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    python = next(d for d in ENV["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert project["requires-python"] == ">=" + python.split("=")[1]
+
+
+def test_workflow_tells_the_post_deploy_script_where_the_checkout_is() -> None:
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'CONDA_ENV = "../../environment.yml"' in common
+    assert 'os.environ.setdefault("CROMSS_SOURCE", os.path.abspath(workflow.basedir))' in common
+
+
+def test_post_deploy_script_installs_the_package_usable_from_any_directory(tmp_path: Path) -> None:
+    """As Snakemake runs it: in the new env (here a venv on top of this one), from elsewhere."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True,
+                   timeout=120)
+    (purelib,) = env_dir.glob("lib/python*/site-packages")
+    # the dependencies (and pip, setuptools) of this environment, as conda would have installed
+    (purelib / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environ |= {"PATH": f"{env_dir / 'bin'}{os.pathsep}{environ['PATH']}",
+                "CROMSS_SOURCE": str(ROOT), "PIP_NO_INDEX": "1"}
+    result = subprocess.run(["bash", str(POST_DEPLOY)], cwd=elsewhere, env=environ,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"from {ROOT / 'cromss' / '__init__.py'}" in result.stdout
+    version = subprocess.run([str(env_dir / "bin" / "cromss"), "--version"], cwd=elsewhere,
+                             env=environ, capture_output=True, text=True, timeout=120)
+    assert version.stdout.startswith("cromss ")
+
+
+def test_post_deploy_script_needs_the_checkout() -> None:
+    environ = {key: value for key, value in os.environ.items() if key != "CROMSS_SOURCE"}
+    result = subprocess.run(["bash", str(POST_DEPLOY)], env=environ, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "CROMSS_SOURCE" in result.stderr
+
+
+@pytest.mark.parametrize("line", ["--no-deps -e .", "-e ."])
+def test_option_lines_are_refused(line: str) -> None:
+    with pytest.raises(Exception):
+        Requirement(line)

@@ -11,6 +11,7 @@ import pytest
 
 from cromss.cli import main
 from cromss.constants import DW_CLASSES, DW_COLORS, IGNORE_INDEX
+from cromss.data import inspect
 from cromss.report import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -85,7 +86,7 @@ def test_class_iou_and_confusion_panels() -> None:
 def test_stretch_maps_percentiles_to_unit_range() -> None:
     image = np.arange(101, dtype=float).reshape(101, 1) * np.array([1.0, 10.0, 0.0])
     image = image.reshape(101, 1, 3)
-    stretched = figures.stretch(image)
+    stretched = inspect.stretch(image)
     assert stretched.min() == 0.0 and stretched.max() == 1.0
     np.testing.assert_allclose(stretched[50, 0, :2], [0.5, 0.5])
     assert (stretched[..., 2] == 0).all()  # a constant channel does not divide by zero
@@ -116,13 +117,15 @@ def test_sample_and_prediction_panels(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mask_s2: 1 arrays for 2 samples"):
         figures.sample_panels(s2, s1, labels, labels, masks, masks[:1], DW_CLASSES, DW_COLORS)
     with pytest.raises(ValueError, match=r"\(2, H, W\)"):
-        figures.s1_composite(np.zeros((3, 4, 4)))
+        inspect.s1_composite(np.zeros((3, 4, 4)))
 
     label = labels[0].copy()
     label[:8] = IGNORE_INDEX
     predictions = [{"random": labels[0], "midF": labels[0]},
                    {"random": labels[1], "midF": labels[0]}]
-    figure = figures.prediction_panels(s2, [label, labels[1]], predictions, DW_CLASSES, DW_COLORS)
+    shown_s2 = [inspect.true_colour(x) for x in s2]
+    figure = figures.prediction_panels(shown_s2, [label, labels[1]], predictions, DW_CLASSES,
+                                       DW_COLORS)
     assert [axis.get_title() for axis in figure.axes[:4]] == ["input", "label", "random", "midF"]
     assert figure.axes[2].get_xlabel() == "100% correct"
     shown = figure.axes[2].images[0].get_array()
@@ -133,9 +136,23 @@ def test_sample_and_prediction_panels(tmp_path: Path) -> None:
                                   DW_COLORS)
 
 
-def test_short_names() -> None:
-    assert figures.short_name("water", 10) == "water"
-    assert figures.short_name("shrub & scrub", 8) == "shrub…"
+def test_true_colour_is_one_fixed_scale_for_every_tile() -> None:
+    dark = np.full((4, 4, 3), 250.0)
+    bright = np.full((4, 4, 3), 5000.0)
+    assert np.allclose(inspect.true_colour(dark), 0.1 ** inspect.TRUE_COLOUR_GAMMA)
+    assert (inspect.true_colour(bright) == 1).all()  # no per-tile stretch: dark stays dark
+    stack = np.zeros((13, 2, 2))
+    stack[3], stack[2], stack[1] = 1, 2, 3  # B4, B3, B2
+    assert inspect.rgb_bands(stack)[0, 0].tolist() == [1, 2, 3]
+
+
+def test_figures_show_class_names_in_full() -> None:
+    runs = [run("s2", "random", 0, 9), run("s2", "midF", 0, 8)]
+    for draw in (figures.class_iou_bars, figures.confusion_matrices):
+        figure = draw(runs, "finetuned")
+        labels = {tick.get_text() for axis in figure.axes for tick in axis.get_xticklabels()}
+        assert {"water", "trees", "snow & ice"} <= labels
+        plt.close(figure)
 
 
 def test_cli_figure(tmp_path: Path) -> None:

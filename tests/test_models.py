@@ -58,7 +58,8 @@ class BaseModelTest:
             checkpoint = torch.load(path, weights_only=True)
             card = checkpoint["card"]
             assert set(card) == {"encoder", "modality", "in_channels", "bands", "normalisation",
-                                 "classes", "variant", "fusion", "settings", "cromss_version"}
+                                 "classes", "variant", "fusion", "settings", "cromss_version",
+                                 "provenance"}
             assert (card["modality"], card["in_channels"], len(card["bands"])) == (
                 modality, in_channels, in_channels)
             assert len(card["normalisation"]["mean"]) == in_channels

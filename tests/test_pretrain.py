@@ -144,3 +144,36 @@ def test_single_modal_variant_writes_only_its_encoder(store, tmp_path):
     record = read_log(tmp_path / "s1" / "log.jsonl")[0]
     assert record["kept_proportion"] == 1.0
     assert record["selection_precision_s1"] == pytest.approx(record["label_precision"])
+
+
+def test_validation_loss_is_the_reference_hard_label_loss():
+    """Reference ``_calculate_loss(train=False)``: per branch CE + Dice on the hard labels (torch's
+    cross entropy and smp's multiclass Dice), plus the consistency CE over all pixels."""
+    import segmentation_models_pytorch as smp
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    logits_1, logits_2 = (torch.randn(2, 9, 8, 8, generator=gen) for _ in range(2))
+    labels = torch.randint(0, 9, (2, 8, 8), generator=gen)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True)
+    expected = sum(F.cross_entropy(lg, labels) + dice(lg, labels) for lg in (logits_1, logits_2))
+    expected += F.cross_entropy(logits_1, logits_2.softmax(1)) + F.cross_entropy(
+        logits_2, logits_1.softmax(1))
+    got = pretrain.validation_loss(logits_1, logits_2, labels, SETTINGS)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_identical_predictions_give_the_same_validation_loss_at_every_epoch(store, tmp_path):
+    """The ramp of the selection does not move the monitored loss (the plateau scheduler's input)."""
+    trainer = pretrain.Trainer(store, SETTINGS, tmp_path, pretrain.distributed.setup())
+    values = []
+    for epoch in (0, 2, 4, 40):
+        trainer.epoch = epoch
+        values.append(trainer.validate())
+    assert values == pytest.approx([values[0]] * 4, rel=1e-6)
+    # the training loss of the same predictions does fall over the ramp (selection weights)
+    batch = next(iter(trainer._loader(trainer.val_set, trainer.val_sampler)))
+    trainer.net.eval()
+    with torch.no_grad():
+        train_losses = [float(trainer.loss(batch, e)[0]) for e in (0, 4)]
+    assert train_losses[1] < train_losses[0]

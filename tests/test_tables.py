@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cromss.cli import main
-from cromss.report import tables
+from cromss.report import markdown, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DFC = ROOT / "reference" / "paper_table1_dfc2020.csv"
@@ -80,6 +80,11 @@ def test_mean_and_sample_std() -> None:
     assert mean == 5.0 and math.isnan(std)
 
 
+def ours(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a transfer table that hold our values."""
+    return table[table["seeds"].notna()].reset_index(drop=True)
+
+
 def test_transfer_table_aggregates_seeds_and_matches_paper_rows(tmp_path: Path) -> None:
     runs = load(
         make_run(tmp_path / "1.json", seed=0, miou=40.0, oa=70.0),
@@ -87,22 +92,55 @@ def test_transfer_table_aggregates_seeds_and_matches_paper_rows(tmp_path: Path) 
         make_run(tmp_path / "3.json", modality="s1", weights="random", seed=0, miou=20.0),
         make_run(tmp_path / "4.json", weights="midF-nosel", setting="finetuned", miou=30.0),
     )
-    table = tables.transfer_table(runs, tables.load_reference(REFERENCE_DFC), "dfc2020",
-                                  variants())
-    assert list(table["input"]) == ["S1", "S2", "S2"]
-    s1, mid, nosel = (table.iloc[i] for i in range(3))
+    reference = tables.load_reference(REFERENCE_DFC)
+    table = tables.transfer_table(runs, reference, "dfc2020", variants())
+    # every published row in the paper's order, then ours without a published row
+    assert len(table) == len(reference) + 1
+    assert list(table["model"][:len(reference)]) == list(reference["model"])
+    assert table["paper_mIoU"].notna().sum() == len(reference)
+    s1, mid, nosel = (ours(table).iloc[i] for i in range(3))
     assert (s1["weights"], s1["s2_bands"], s1["backbone"]) == ("random", "", "ResNet18")
-    assert s1["paper_mIoU"] == pytest.approx(28.96)  # DFC2020, S1, random, frozen
-    assert (mid["weights"], mid["s2_bands"], mid["seeds"]) == ("CromSS-midF", "13", 2)
+    assert (s1["paper_mIoU"], s1["paper_backbone"]) == (pytest.approx(28.96), "ResNet50")
+    assert (mid["label"], mid["s2_bands"], mid["seeds"]) == ("CromSS-midF 13B", "13", 2)
+    assert mid["pretraining"] == "this workflow"
     assert mid["mIoU"] == pytest.approx(42.0)
     assert mid["mIoU_std"] == pytest.approx(math.sqrt(8))
     assert mid["OA"] == pytest.approx(71.0)
     assert mid["AA"] == pytest.approx(61.0)
     assert mid["mIoU_ref"] == pytest.approx(47.0)
     assert (mid["paper_mIoU"], mid["paper_mIoU_std"]) == pytest.approx((42.52, 0.11))
-    assert mid["paper_backbone"] == "ResNet50"
-    assert nosel["setting"] == "fine-tuned"
-    assert math.isnan(nosel["paper_mIoU"])
+    assert mid["paper_bold"] == "OA;mIoU;mF1"
+    assert nosel["setting"] == "fine-tuned" and nosel["label"] == "CromSS-midF-nosel 13B"
+    assert math.isnan(nosel["paper_mIoU"]) and nosel.name == len(ours(table)) - 1
+    assert table.index[table["label"] == "CromSS-midF-nosel 13B"].tolist() == [len(reference)]
+    unrun = table[(table["weights"] == "DOFA") & (table["input"] == "S1")]
+    assert len(unrun) == 2 and unrun["mIoU"].isna().all() and unrun["backbone"].isna().all()
+
+
+def test_released_weights_are_the_papers_rows(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / f"{w}-{m}.json", modality=m, weights=w, miou=41.0)
+            for w in ("release-13B-midF", "release-9B-lateF") for m in ("s1", "s2")]
+    for path in runs[2:]:  # the 9-band release's S2 encoder takes 9 bands
+        run = json.loads(path.read_text())
+        path.write_text(json.dumps({**run, "s2_bands": 9}))
+    table = ours(tables.transfer_table(load(*runs), tables.load_reference(REFERENCE_DFC),
+                                       "dfc2020", variants()))
+    labels = dict(zip(zip(table["input"], table["label"]), table["paper_mIoU"]))
+    assert labels[("S1", "CromSS-midF 13B")] == pytest.approx(34.12)
+    assert labels[("S2", "CromSS-midF 13B")] == pytest.approx(42.52)
+    assert labels[("S2", "CromSS-lateF 9B")] == pytest.approx(41.69)
+    assert math.isnan(labels[("S1", "CromSS-lateF 9B")])  # the paper has S1 rows of 13B pairs only
+    assert set(table["pretraining"]) == {"released"}
+
+
+def test_every_published_row_of_every_table_appears(tmp_path: Path) -> None:
+    for path in sorted((ROOT / "reference").glob("paper_table*.csv")):
+        reference = tables.load_reference(path)
+        task = {"1": "dfc2020", "2": "dw", "3": "osm"}[path.name[11]]
+        run = load(make_run(tmp_path / f"{task}.json", task=task))
+        table = tables.transfer_table(run, reference, task, variants())
+        assert len(table) == len(reference) == 40
+        assert list(table["paper_bold"].fillna("")) == list(reference["bold_in_paper"].fillna(""))
 
 
 def test_transfer_table_rejects_bad_input(tmp_path: Path) -> None:
@@ -117,7 +155,7 @@ def test_transfer_table_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no 'encoder'"):
         tables.transfer_table(no_encoder, reference, "dfc2020", variants())
     table = tables.transfer_table(no_encoder, reference, "dfc2020", variants(), "resnet50")
-    assert table.loc[0, "backbone"] == "ResNet50"
+    assert ours(table).loc[0, "backbone"] == "ResNet50"
 
 
 def test_load_run_names_the_file_and_the_missing_key(tmp_path: Path) -> None:
@@ -140,22 +178,29 @@ def test_reference_tables_are_complete() -> None:
         assert set(table["setting"]) == {"frozen", "fine-tuned"}
 
 
-def test_markdown_bolds_the_best_per_input_and_setting() -> None:
+def test_markdown_bolds_ours_per_input_and_setting_and_the_paper_as_printed() -> None:
     table = pd.DataFrame({
-        "input": ["S1", "S2", "S2"], "backbone": ["R"] * 3, "weights": ["a|b", "x", "y"],
-        "s2_bands": ["", "13", "13"], "setting": ["frozen"] * 3, "seeds": [2] * 3,
-        **{m: [10.0, 20.0, 30.0] for m in tables.METRICS},
+        "label": ["a|b", "x 13B", "y 13B"], "input": ["S1", "S2", "S2"],
+        "paper_backbone": ["ResNet50"] * 3, "backbone": ["ResNet18", "ResNet18", None],
+        "pretraining": ["", "released", ""], "setting": ["frozen"] * 3,
+        "seeds": pd.array([2, 2, pd.NA], dtype="Int64"),
+        **{m: [10.0, 20.0, float("nan")] for m in tables.METRICS},
         **{f"{m}_std": [1.0, 0.5, float("nan")] for m in tables.METRICS},
-        "mIoU_ref": [1.0, 2.0, 3.0], "mIoU_ref_std": [0.0] * 3,
-        **{f"paper_{m}": [float("nan"), 50.0, 40.0] for m in tables.METRICS},
+        "mIoU_ref": [1.0, 2.0, float("nan")], "mIoU_ref_std": [0.0] * 3,
+        **{f"paper_{m}": [float("nan"), 40.0, 50.0] for m in tables.METRICS},
         **{f"paper_{m}_std": [float("nan"), 0.1, 0.2] for m in tables.METRICS},
+        "paper_bold": [None, "OA;mIoU", ""],
     })
-    lines = tables.transfer_markdown(table, "T").splitlines()
-    rows = [line for line in lines if line.startswith("| S")]
-    assert rows[0].startswith("| S1 | R | a\\|b |  | frozen | 2 | **10.00 ± 1.00** |")
-    assert "| 20.00 ± 0.50 |" in rows[1] and "| **50.00 ± 0.10** |" in rows[1]
-    assert "| **30.00** |" in rows[2] and "| 40.00 ± 0.20 |" in rows[2]
+    lines = markdown.transfer_markdown(table, "T").splitlines()
+    rows = [line for line in lines if line.startswith("| a") or line.startswith("| x")
+            or line.startswith("| y")]
+    assert rows[0].startswith("| a\\|b | S1 | frozen | ResNet50 | ResNet18 |  | 2 | **10.00 ± 1.00** |")
     assert rows[0].endswith("|  |  |  |  |")
+    # ours: x is the best of our S2 rows; paper: bold where the paper has it (x), not the max (y)
+    assert "| **20.00 ± 0.50** |" in rows[1]
+    assert rows[1].endswith("| **40.00 ± 0.10** | 40.00 ± 0.10 | **40.00 ± 0.10** | 40.00 ± 0.10 |")
+    assert rows[2].startswith("| y 13B | S2 | frozen | ResNet50 |  |  |  |  |")
+    assert "| 50.00 ± 0.20 |" in rows[2] and "**50.00" not in rows[2]
     assert "strict convention" in lines[2]
 
 
@@ -183,19 +228,20 @@ def test_ablation_table_takes_the_last_epoch_and_downstream_miou(tmp_path: Path)
     assert list(table.index) == ["random", "midF", "midF-nosel"]
     mid = table.loc["midF"]
     assert (mid["fusion"], mid["selection"], mid["smoothing"], mid["epochs"]) == (
-        "middle", True, True, 2)
-    assert (mid["kept_proportion"], mid["val_loss"]) == (0.5, 2.0)
-    assert mid["selection_precision_s2"] == pytest.approx(0.95)
+        "middle", "yes", "yes", 2)
+    assert (mid["kept_proportion"], mid["val_loss"]) == (50.0, 2.0)  # percent, like tables 1-3
+    assert mid["selection_precision_s2"] == pytest.approx(95.0)
     assert (mid["mIoU"], mid["mIoU_std"]) == pytest.approx((41.0, math.sqrt(2)))
     assert mid["mIoU_ref"] == pytest.approx(46.0)
     assert mid["transfer"] == "dw/s2/frozen"
     nosel = table.loc["midF-nosel"]
-    assert not nosel["selection"]
+    assert nosel["selection"] == "no"
     assert nosel["seeds"] == 0 and math.isnan(nosel["mIoU"])
     assert math.isnan(table.loc["random", "val_loss"])
-    markdown = tables.ablation_markdown(table.reset_index(), "T4")
-    assert "| **41.000 ± 1.414** |" in markdown
-    assert "| **2.000** |" in markdown  # the lowest validation loss
+    text = markdown.ablation_markdown(table.reset_index(), "T4")
+    assert "| midF | middle | yes | yes | dw/s2/frozen | 50.00 | 70.00 | **90.00** | **95.00** |" in text
+    assert "| **41.00 ± 1.41** |" in text
+    assert "| **2.000** |" in text  # the lowest validation loss
 
 
 def test_ablation_table_rejects_inconsistent_input(tmp_path: Path) -> None:
@@ -242,7 +288,7 @@ def test_cli_writes_csv_and_markdown_or_nothing(tmp_path: Path) -> None:
               "--out", str(out)]
     assert main(["tables", "--task", "dfc2020", "--metrics", *map(str, metrics), *common]) == 0
     written = pd.read_csv(out)
-    assert written.loc[0, "mIoU"] == pytest.approx(40.5)
+    assert ours(written).loc[0, "mIoU"] == pytest.approx(40.5) and len(written) == 40
     assert "Table 1" in out.with_suffix(".md").read_text()
 
     out.unlink()
@@ -259,7 +305,7 @@ def test_cli_table4(tmp_path: Path) -> None:
                  "--metrics", str(run), "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert list(table["weights"]) == ["midF"]
-    assert table.loc[0, "kept_proportion"] == pytest.approx(0.8)
+    assert table.loc[0, "kept_proportion"] == pytest.approx(80.0)
 
 
 def test_s1_cromss_rows_find_their_paper_row_in_every_table(tmp_path: Path) -> None:
@@ -267,6 +313,6 @@ def test_s1_cromss_rows_find_their_paper_row_in_every_table(tmp_path: Path) -> N
     run = load(make_run(tmp_path / "s1.json", task="dw", modality="s1", weights="midF",
                         setting="frozen"))
     reference = tables.load_reference(ROOT / "reference" / "paper_table2_dw.csv")
-    row = tables.transfer_table(run, reference, "dw", variants()).iloc[0]
-    assert (row["input"], row["weights"], row["s2_bands"]) == ("S1", "CromSS-midF", "")
+    row = ours(tables.transfer_table(run, reference, "dw", variants())).iloc[0]
+    assert (row["input"], row["label"], row["s2_bands"]) == ("S1", "CromSS-midF 13B", "13")
     assert row["paper_mIoU"] == pytest.approx(39.63)  # SSL4EO-S12@DW, S1, CromSS-midF, frozen

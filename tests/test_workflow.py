@@ -135,6 +135,12 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
         assert table.is_file() and len(table.read_text().splitlines()) >= 2
     assert (tiny_run / "results/figures/samples.png").stat().st_size > 10_000
     assert planned_jobs(tiny_run, *TINY_ARGS) == {}
+    job_logs = list((tiny_run / "results/logs").rglob("*.log"))
+    assert len(job_logs) > 40
+    for job_log in job_logs:  # every job's log opens with its header
+        assert "INFO cromss: version: cromss" in job_log.read_text().split("\n", 1)[0], job_log
+    snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
+    assert (tiny_run / "report.html").read_text().count("cromss-table") >= 4  # tables 1-4
 
 
 @pytest.mark.slow
@@ -156,7 +162,7 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")  # one worker runs the tiny workflow once for all three
 def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
-    run_dvc_test_command("dvc", "commit", "-f", "workflow", cwd=tiny_run)
+    run_dvc_test_command("dvc", "commit", "-f", cwd=tiny_run)  # every stage
     run_dvc_test_command("git", "add", "dvc.lock", cwd=tiny_run)
     run_dvc_test_command("git", "commit", "-qm", "results", cwd=tiny_run)
     run_dvc_test_command("dvc", "push", cwd=tiny_run)

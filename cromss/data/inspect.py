@@ -13,6 +13,7 @@ from cromss.data.store import open_arrays
 
 TRUE_COLOUR = tuple(S2_BANDS.index(b) for b in ("B4", "B3", "B2"))
 S2_TRUE_COLOUR_MAX = 2500.0  # L1C digital number shown as white
+TRUE_COLOUR_GAMMA = 0.8      # brightens the dark land surface a little
 
 
 def class_histogram(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -59,8 +60,31 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def stretch(image: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
     """Scale to [0, 1] between two percentiles (per channel on the last axis), NaN-safe."""
-    lo, hi = np.nanpercentile(image, [low, high], axis=(0, 1))
+    lo, hi = np.nanpercentile(np.asarray(image, dtype=float), [low, high], axis=(0, 1))
     return np.clip((image - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+
+
+def rgb_bands(s2: np.ndarray) -> np.ndarray:
+    """(H, W, 3) red, green, blue (B4, B3, B2) of a (13, H, W) L1C stack."""
+    return np.asarray(s2)[list(TRUE_COLOUR)].transpose(1, 2, 0)
+
+
+def true_colour(rgb: np.ndarray) -> np.ndarray:
+    """S2 true colour for display, the one scale of every figure and quicklook: L1C digital numbers
+    of (H, W, 3) red, green, blue divided by ``S2_TRUE_COLOUR_MAX``, clipped, gamma 0.8.
+
+    A fixed scale (not a per-tile stretch) keeps tiles comparable: a cloudy tile is bright, a
+    dark one dark, as in the data."""
+    rgb = np.nan_to_num(np.asarray(rgb, dtype=float))
+    return np.clip(rgb / S2_TRUE_COLOUR_MAX, 0, 1) ** TRUE_COLOUR_GAMMA
+
+
+def s1_composite(s1: np.ndarray) -> np.ndarray:
+    """False colour of a (2, H, W) S1 array in dB (VV, VH, VV - VH), each channel stretched."""
+    s1 = np.asarray(s1, dtype=float)
+    if s1.ndim != 3 or s1.shape[0] != 2:
+        raise ValueError(f"S1 must be (2, H, W), not {s1.shape}")
+    return stretch(np.stack([s1[0], s1[1], s1[0] - s1[1]], axis=-1))
 
 
 def colour_labels(label: np.ndarray, colors: list[str]) -> np.ndarray:
@@ -92,10 +116,8 @@ def quicklook(path: str | os.PathLike, png: str | os.PathLike, samples: int = 4)
     seasons = group["s2"].shape[1]
     for row in range(rows):
         season = row % seasons
-        s2 = group["s2"][row, season][list(TRUE_COLOUR)].transpose(1, 2, 0)
-        vv, vh = group["s1"][row, season]
-        images = [np.clip(s2 / S2_TRUE_COLOUR_MAX, 0, 1) ** 0.8,
-                  stretch(np.dstack([vv, vh, vv - vh])),
+        images = [true_colour(rgb_bands(group["s2"][row, season])),
+                  s1_composite(group["s1"][row, season]),
                   colour_labels(group["label"][row, season], attrs["class_colors"])]
         if "truth" in group:
             images.append(colour_labels(group["truth"][row, season], attrs["class_colors"]))

@@ -17,8 +17,10 @@ TABLE_TITLES = {"dfc2020": "Table 1: DFC2020 (PSPNet)", "dw": "Table 2: SSL4EO-S
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands."""
     tables = subparsers.add_parser("tables", help="table 1/2/3 of one task, paper values beside")
-    tables.add_argument("--task", required=True, choices=sorted(TABLE_TITLES))
-    tables.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE")
+    tables.add_argument("--task", required=True, choices=sorted(TABLE_TITLES),
+                        help="the downstream task of the table")
+    tables.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE",
+                        help="metrics.json of every run in the table")
     tables.add_argument("--reference", required=True, type=Path,
                         help="reference/paper_tableN_*.csv")
     tables.add_argument("--variants", default="{}", metavar="JSON|FILE",
@@ -38,23 +40,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table4.set_defaults(func=run_table4)
 
     figure = subparsers.add_parser("figure", help="one report figure as PNG")
-    figure.add_argument("name", choices=FIGURES)
-    figure.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG")
-    figure.add_argument("--metrics", nargs="*", default=[], type=Path, metavar="FILE")
-    figure.add_argument("--setting", default="finetuned", choices=("frozen", "finetuned"))
+    figure.add_argument("name", choices=FIGURES, help="the figure to draw")
+    figure.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG",
+                        help="pretrain-curves, selection: results/pretrain/{variant}/log.jsonl")
+    figure.add_argument("--metrics", nargs="*", default=[], type=Path, metavar="FILE",
+                        help="class-iou, confusion: metrics.json of the task's runs")
+    figure.add_argument("--setting", default="finetuned", choices=("frozen", "finetuned"),
+                        help="class-iou, confusion: the transfer setting shown")
     figure.add_argument("--model", nargs="*", default=[], metavar="[NAME=]PATH",
                         help="samples: a pretrained model.pt; predictions: NAME=model.pt each")
     figure.add_argument("--store", type=Path, help="the store the models run on")
     figure.add_argument("--count", type=int, default=4, help="samples or tiles shown")
-    figure.add_argument("--out", required=True, type=Path)
+    figure.add_argument("--out", required=True, type=Path, help="the PNG to write")
     figure.set_defaults(func=run_figure)
 
-    summary = subparsers.add_parser("metrics-summary", help="DVC metrics and plots files")
-    summary.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE")
-    summary.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG")
-    summary.add_argument("--summary", required=True, type=Path, help="results/metrics/summary.json")
-    summary.add_argument("--curves-dir", type=Path,
-                         help="results/metrics/pretrain: one {variant}.csv per log")
+    summary = subparsers.add_parser("metrics-summary", help="the files `dvc metrics` and `dvc plots` "
+                                    "read: one per task and weights, one per variant, one curve file")
+    summary.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE",
+                         help="metrics.json of every transfer run")
+    summary.add_argument("--pretrain-logs", nargs="+", required=True, type=Path, metavar="LOG",
+                         help="results/pretrain/{variant}/log.jsonl")
+    summary.add_argument("--transfer-dir", required=True, type=Path,
+                         help="writes {task}_{weights}.json: mIoU, its std and OA per modality "
+                              "and setting")
+    summary.add_argument("--pretrain-dir", required=True, type=Path,
+                         help="writes {variant}.json: the last epoch's loss and selection numbers")
+    summary.add_argument("--curves", required=True, type=Path,
+                         help="CSV of every variant's per-epoch curves (a 'variant' column)")
     summary.set_defaults(func=run_metrics_summary)
 
 
@@ -78,21 +90,23 @@ def _write_table(table, markdown: str, out: Path) -> None:
 
 def run_tables(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.markdown import transfer_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     runs = [tables.load_run(p) for p in args.metrics]
     table = tables.transfer_table(runs, tables.load_reference(args.reference), args.task,
                                   variants, args.encoder)
-    _write_table(table, tables.transfer_markdown(table, TABLE_TITLES[args.task]), args.out)
+    _write_table(table, transfer_markdown(table, TABLE_TITLES[args.task]), args.out)
 
 
 def run_table4(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.markdown import ablation_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     table = tables.ablation_table(_logs(args.pretrain_logs), variants,
                                   [tables.load_run(p) for p in args.metrics])
-    _write_table(table, tables.ablation_markdown(table, "Table 4: ablation on this run"), args.out)
+    _write_table(table, ablation_markdown(table, "Table 4: ablation on this run"), args.out)
 
 
 def run_figure(args: argparse.Namespace) -> None:
@@ -124,17 +138,42 @@ def run_figure(args: argparse.Namespace) -> None:
     figures.save_figure(figure, args.out)
 
 
+TRANSFER_METRICS = ("mIoU", "mIoU_std", "OA")
+LAST_EPOCH_METRICS = ("val_loss", "train_loss", "kept_proportion", "label_precision",
+                      "selection_precision_s1", "selection_precision_s2")
+
+
+def transfer_metric_files(summary: dict) -> dict[str, dict]:
+    """``{"{task}_{weights}.json": {modality: {setting: {mIoU, mIoU_std, OA}}}}``: ``dvc metrics
+    show`` then has one row per task and encoder and a dozen columns."""
+    files: dict[str, dict] = {}
+    for task, modalities in summary.items():
+        for modality, weights in modalities.items():
+            for name, settings in weights.items():
+                node = files.setdefault(f"{task}_{name}.json", {}).setdefault(modality, {})
+                for setting, values in settings.items():
+                    node[setting] = {key: values[key] for key in TRANSFER_METRICS}
+    return files
+
+
+def _write_json_dir(files: dict[str, dict], out: Path) -> None:
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for name, content in files.items():
+            (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
+
+
 def run_metrics_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from cromss.report import tables
 
     summary = tables.metrics_summary([tables.load_run(p) for p in args.metrics])
-    if args.curves_dir:
-        if not args.pretrain_logs:
-            raise ValueError("--curves-dir needs --pretrain-logs")
-        logs = _logs(args.pretrain_logs)
-        with atomic_path(args.curves_dir) as tmp:
-            tmp.mkdir()
-            for variant, log in logs.items():
-                tables.pretrain_curves(log).to_csv(tmp / f"{variant}.csv", index=False)
-    with atomic_path(args.summary) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    _write_json_dir(transfer_metric_files(summary), args.transfer_dir)
+    logs = _logs(args.pretrain_logs)
+    _write_json_dir({f"{variant}.json": {key: log[-1].get(key) for key in LAST_EPOCH_METRICS}
+                     for variant, log in logs.items()}, args.pretrain_dir)
+    curves = pd.concat([tables.pretrain_curves(log).assign(variant=variant)
+                        for variant, log in logs.items()], ignore_index=True)
+    with atomic_path(args.curves) as tmp:
+        curves[["variant", *tables.CURVE_COLUMNS]].to_csv(tmp, index=False)

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from cromss.atomic import atomic_path  # noqa: E402
 from cromss.constants import IGNORE_INDEX  # noqa: E402
+from cromss.data.inspect import s1_composite, true_colour  # noqa: E402
 
 IGNORE_COLOR = "#000000"
 SELECTION_CMAP = "magma"
@@ -108,11 +109,6 @@ def _class_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(names.pop())
 
 
-def short_name(name: str, width: int) -> str:
-    """``name`` cut to ``width`` characters, with an ellipsis when cut."""
-    return name if len(name) <= width else name[: width - 1].rstrip(" ,&/") + "…"
-
-
 def class_iou_bars(runs: Sequence[Mapping[str, Any]], setting: str = "finetuned") -> Figure:
     """Per-class IoU (strict, mean and std over seeds): a panel per modality, a bar per weights."""
     groups = _group_runs(runs, setting)
@@ -129,8 +125,7 @@ def class_iou_bars(runs: Sequence[Mapping[str, Any]], setting: str = "finetuned"
             x = np.arange(len(names)) + (offset - (len(members) - 1) / 2) * width
             axis.bar(x, iou.mean(0), width, yerr=iou.std(0) if len(group) > 1 else None,
                      capsize=2, label=f"{weights} (mIoU {iou.mean():.1f})")
-        axis.set_xticks(np.arange(len(names)), [short_name(n, 22) for n in names], rotation=30,
-                       ha="right")
+        axis.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
         axis.set(title=f"{modality.upper()}, {setting}", ylabel="IoU (%)", ylim=(0, 100))
         axis.grid(axis="y", alpha=0.3)
         axis.legend(fontsize="small", ncols=min(len(members), 4))
@@ -148,9 +143,9 @@ def confusion_matrices(runs: Sequence[Mapping[str, Any]], setting: str = "finetu
     """Row-normalised confusion matrices summed over seeds, one per (modality, weights)."""
     groups = _group_runs(runs, setting)
     names = _class_names(runs)
-    columns = min(len(groups), 3)
+    columns = min(len(groups), 2)  # two per row: legible when the report shows it page-wide
     rows = -(-len(groups) // columns)
-    size = 1.9 + 0.42 * len(names)
+    size = 1.8 + 0.42 * len(names)  # room for the full class names and two-digit cells
     figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows),
                                 squeeze=False, layout="constrained")
     image = None
@@ -159,12 +154,11 @@ def confusion_matrices(runs: Sequence[Mapping[str, Any]], setting: str = "finetu
         image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
         for (row, col), value in np.ndenumerate(matrix):
             if value >= 0.005:
-                axis.text(col, row, f"{value * 100:.0f}", ha="center", va="center", fontsize=6,
+                axis.text(col, row, f"{value * 100:.0f}", ha="center", va="center", fontsize=9,
                           color="white" if value > 0.6 else "black")
         ticks = np.arange(len(names))
-        labels = [short_name(n, 16) for n in names]
-        axis.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
-        axis.set_yticks(ticks, labels, fontsize=7)
+        axis.set_xticks(ticks, names, rotation=45, ha="right", fontsize=9)
+        axis.set_yticks(ticks, names, fontsize=9)
         axis.set(title=f"{modality.upper()} {weights} ({setting})", xlabel="predicted",
                  ylabel="true")
     for axis in axes.flat[len(groups):]:
@@ -190,24 +184,6 @@ def _show_label(axis: plt.Axes, label: np.ndarray, colors: Sequence[str]) -> Non
                 vmax=len(colors) - 0.5, interpolation="nearest")
 
 
-def stretch(image: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
-    """Per-channel percentile stretch to [0, 1] of an (H, W) or (H, W, C) array."""
-    image = np.asarray(image, dtype=float)
-    channels = image if image.ndim == 3 else image[..., None]
-    lo = np.nanpercentile(channels, low, axis=(0, 1))
-    hi = np.nanpercentile(channels, high, axis=(0, 1))
-    scaled = np.clip((channels - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
-    return scaled if image.ndim == 3 else scaled[..., 0]
-
-
-def s1_composite(s1: np.ndarray) -> np.ndarray:
-    """False colour of a (2, H, W) S1 array (VV, VH, VV - VH), each channel stretched."""
-    s1 = np.asarray(s1, dtype=float)
-    if s1.ndim != 3 or s1.shape[0] != 2:
-        raise ValueError(f"S1 must be (2, H, W), not {s1.shape}")
-    return stretch(np.stack([s1[0], s1[1], s1[0] - s1[1]], axis=-1))
-
-
 def _legend(figure: Figure, classes: Sequence[str], colors: Sequence[str]) -> None:
     handles = [Patch(color=c, label=n) for n, c in zip(classes, colors)]
     handles.append(Patch(color=IGNORE_COLOR, label="ignored"))
@@ -226,7 +202,8 @@ def sample_panels(s2_rgb: Sequence[np.ndarray], s1: Sequence[np.ndarray],
                   classes: Sequence[str], colors: Sequence[str]) -> Figure:
     """One row per sample: S2 true colour, S1, noisy label, true label, S1 and S2 selection masks.
 
-    ``s2_rgb`` is (H, W, 3) in red, green, blue order (any scale: stretched here), ``s1`` is
+    ``s2_rgb`` is (H, W, 3) L1C digital numbers in red, green, blue order (shown with
+    :func:`cromss.data.inspect.true_colour`, as in the quicklooks), ``s1`` is
     (2, H, W), labels are class indices with 255 = ignore, masks are selection weights in [0, 1].
     """
     count = len(s2_rgb)
@@ -241,7 +218,7 @@ def sample_panels(s2_rgb: Sequence[np.ndarray], s1: Sequence[np.ndarray],
                                 layout="constrained")
     mask_image = None
     for row in range(count):
-        axes[row, 0].imshow(stretch(s2_rgb[row]))
+        axes[row, 0].imshow(true_colour(s2_rgb[row]))
         axes[row, 1].imshow(s1_composite(s1[row]))
         _show_label(axes[row, 2], noisy[row], colors)
         _show_label(axes[row, 3], truth[row], colors)
@@ -263,7 +240,8 @@ def prediction_panels(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
                       colors: Sequence[str]) -> Figure:
     """One row per test tile: the input, its label, then one prediction per model.
 
-    ``images`` are (H, W, 3) (true colour, or an S1 composite from ``s1_composite``);
+    ``images`` are (H, W, 3) in [0, 1], ready to show (``true_colour`` or ``s1_composite`` of
+    :mod:`cromss.data.inspect`);
     ``predictions[i]`` maps a model name to its (H, W) class map for tile ``i``. Pixels whose
     label is ignored are greyed out in the predictions too.
     """
@@ -280,7 +258,7 @@ def prediction_panels(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
                                 squeeze=False, layout="constrained")
     for row in range(count):
         label = np.asarray(labels[row])
-        axes[row, 0].imshow(stretch(images[row]))
+        axes[row, 0].imshow(np.clip(images[row], 0, 1))
         _show_label(axes[row, 1], label, colors)
         for col, model in enumerate(models, start=2):
             prediction = np.where(label == IGNORE_INDEX, IGNORE_INDEX, predictions[row][model])

@@ -11,14 +11,12 @@ from matplotlib.figure import Figure
 
 from cromss import models
 from cromss.constants import DW_CLASSES, DW_COLORS, TASKS
+from cromss.data.inspect import rgb_bands, s1_composite, true_colour
 from cromss.data.store import open_arrays
 from cromss.losses import selection_weights
 from cromss.report import figures
 from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset, model_input
 from cromss.training.finetune import load_downstream, predict
-
-S2_TRUE_COLOUR = (3, 2, 1)  # B4, B3, B2 among the 13 stored L1C bands
-
 
 def _centre(array: np.ndarray) -> np.ndarray:
     """The centre crop of the last two axes at the largest multiple of the encoder's stride."""
@@ -53,7 +51,7 @@ def selection_examples(model_path: str | Path, store: str | Path, count: int) ->
                                 torch.from_numpy(noisy).long(),
                                 settings["epochs"] - 1, settings)
     return figures.sample_panels(
-        [x[list(S2_TRUE_COLOUR)].transpose(1, 2, 0) for x in s2], list(s1), list(noisy),
+        [rgb_bands(x) for x in s2], list(s1), list(noisy),
         list(truth), list(weights.label_1.numpy()), list(weights.label_2.numpy()),
         DW_CLASSES, DW_COLORS)
 
@@ -78,7 +76,6 @@ def prediction_examples(model_paths: Mapping[str, str | Path], test: str | Path,
     for i in range(count):
         labels.append(np.asarray(open_arrays(test)["label"][i, 0]))
         tile = np.asarray(raw[i, 0])
-        images.append(tile[list(S2_TRUE_COLOUR)].transpose(1, 2, 0) if modality == "s2"
-                      else figures.s1_composite(tile))
+        images.append(true_colour(rgb_bands(tile)) if modality == "s2" else s1_composite(tile))
     _, classes, colors, _ = TASKS[task]
     return figures.prediction_panels(images, labels, predictions, classes, colors)

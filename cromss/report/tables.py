@@ -1,5 +1,12 @@
 """Tables 1-4: our transfer results (mean and std over seeds) with the published values beside them.
 
+Tables 1-3 hold every published row (paper order) with ours beside it where we ran it, then our
+rows without a published counterpart; each row states the paper's backbone and ours. Released
+weights (``release-13B-midF`` ...) are the paper's own encoders: their rows are the paper's
+``CromSS-midF 13B`` and so on. S1 rows of CromSS encoders are told apart by their S2 partner's
+bands; the paper's S1 CromSS rows are those of the 13-band models (table 2 says so, tables 1 and 3
+leave it empty).
+
 Inputs are the ``metrics.json`` files written by ``cromss evaluate`` and the pretraining
 ``log.jsonl`` files (contracts in ``docs/architecture.md``). Values are in percent. The main
 columns use the *strict* convention (a class absent from prediction and ground truth has IoU 0);
@@ -18,14 +25,20 @@ from typing import Any
 import pandas as pd
 
 from cromss.config import variant_settings
+from cromss.release import RELEASES, release
 
 METRICS = ("OA", "AA", "mIoU", "mF1")
-KEY_COLUMNS = ("input", "backbone", "weights", "s2_bands", "setting")
+KEY_COLUMNS = ("input", "backbone", "weights", "s2_bands", "setting", "pretraining")
+MATCH_KEYS = ["input", "weights", "s2_bands", "setting"]
+PAPER_S1_PARTNER_BANDS = "13"
+"""S2 bands of the pairs the paper's S1 CromSS rows come from."""
 PAPER_SETTING = {"frozen": "frozen", "finetuned": "fine-tuned"}
 PAPER_FUSION_NAME = {"middle": "CromSS-midF", "late": "CromSS-lateF"}
 REFERENCE_COLUMNS = ("dataset", "model", "input", "backbone", "weights", "s2_bands", "setting",
                      *[c for m in METRICS for c in (m, f"{m}_std")], "bold_in_paper")
 RUN_KEYS = ("task", "modality", "weights", "setting", "seed", "strict", "reference")
+PERCENT_LOG_KEYS = ("kept_proportion", "label_precision", "selection_precision_s1",
+                    "selection_precision_s2")
 ABLATION_COLUMNS = ("weights", "fusion", "selection", "smoothing", "epochs", "val_loss",
                     "kept_proportion", "label_precision", "selection_precision_s1",
                     "selection_precision_s2", "transfer", "mIoU", "mIoU_std", "mIoU_ref",
@@ -72,7 +85,9 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     table["s2_bands"] = table["s2_bands"].fillna("")
     # S1 rows have no S2 input; table 2 notes the S2 partner of S1 CromSS rows there, tables 1
     # and 3 leave it empty: S1 rows are matched without it
-    table.loc[table["input"] == "S1", "s2_bands"] = ""
+    s1 = table["input"] == "S1"
+    table.loc[s1, "s2_bands"] = ""
+    table.loc[s1 & table["weights"].str.startswith("CromSS"), "s2_bands"] = PAPER_S1_PARTNER_BANDS
     duplicated = table.duplicated(["input", "weights", "s2_bands", "setting"])
     if duplicated.any():
         rows = table.loc[duplicated, ["input", "weights", "s2_bands", "setting"]]
@@ -129,11 +144,13 @@ def is_full_cromss(settings: Mapping[str, Any]) -> bool:
 def paper_weights_name(weights: str, variants: Mapping[str, Mapping[str, Any]]) -> str:
     """Paper name of our weights: ``random``, ``CromSS-midF``/``-lateF`` or ``CromSS-{variant}``.
 
-    Only a variant with selection and smoothing on is named after the paper's rows, so ablated
-    encoders are never matched with published numbers.
+    Released weights and variants with selection and smoothing on are named after the paper's
+    rows; ablated encoders are never matched with published numbers.
     """
     if weights == "random":
         return "random"
+    if weights in RELEASES:
+        return PAPER_FUSION_NAME[release(weights).fusion]
     if weights not in variants:
         raise ValueError(f"weights {weights!r} is neither 'random' nor a known pretraining variant "
                          f"({sorted(variants)})")
@@ -142,6 +159,24 @@ def paper_weights_name(weights: str, variants: Mapping[str, Mapping[str, Any]]) 
     if fusion in PAPER_FUSION_NAME and is_full_cromss(settings):
         return PAPER_FUSION_NAME[fusion]
     return f"CromSS-{weights}"
+
+
+def partner_bands(weights: str, variants: Mapping[str, Mapping[str, Any]]) -> str:
+    """S2 bands of the two-modality pretraining an S1 encoder comes from ("" for none)."""
+    if weights in RELEASES:
+        return str(release(weights).s2_bands)
+    settings = variants.get(weights, {})
+    return str(settings.get("s2_bands", 13)) if settings.get("fusion") in PAPER_FUSION_NAME else ""
+
+
+def pretraining_origin(weights: str) -> str:
+    """Where an encoder's pretraining happened: the authors' release or this workflow."""
+    return "" if weights == "random" else "released" if weights in RELEASES else "this workflow"
+
+
+def row_label(weights: str, s2_bands: str) -> str:
+    """The paper's row name, e.g. ``CromSS-midF 13B`` (the bands of an S1 row: its S2 partner's)."""
+    return f"{weights} {s2_bands}B" if s2_bands else weights
 
 
 # ---------------------------------------------------------------------------------- aggregation
@@ -163,8 +198,10 @@ def run_row(run: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
         "input": run["modality"].upper(),
         "backbone": backbone_name(encoder_name),
         "weights": paper_weights_name(run["weights"], variants),
-        "s2_bands": "" if is_s1 else str(run.get("s2_bands", "")),
+        "s2_bands": (partner_bands(run["weights"], variants) if is_s1
+                     else str(run.get("s2_bands", ""))),
         "setting": PAPER_SETTING[run["setting"]],
+        "pretraining": pretraining_origin(run["weights"]),
         "seed": run["seed"],
         "path": run["path"],
         **{m: float(run["strict"][m]) for m in METRICS},
@@ -190,14 +227,20 @@ def aggregate_runs(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def attach_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Add ``paper_{metric}`` and ``paper_{metric}_std`` of the published row with the same input,
-    weights, S2 bands and setting."""
-    keys = ["input", "weights", "s2_bands", "setting"]
-    published = paper[keys + [c for m in METRICS for c in (m, f"{m}_std")]].rename(
-        columns={c: f"paper_{c}" for m in METRICS for c in (m, f"{m}_std")})
-    published = published.assign(paper_backbone=paper["backbone"])
-    return ours.merge(published, on=keys, how="left")
+def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Every published row (paper order, its values as ``paper_*``, its backbone, model and bold
+    marks) with our matching rows beside it, then our rows the paper does not have."""
+    values = [c for m in METRICS for c in (m, f"{m}_std")]
+    published = paper[[*MATCH_KEYS, "model", "backbone", *values, "bold_in_paper"]].rename(
+        columns={"backbone": "paper_backbone", "bold_in_paper": "paper_bold",
+                 **{c: f"paper_{c}" for c in values}})
+    published = published.assign(_paper_row=range(len(published)))
+    table = published.merge(ours, on=MATCH_KEYS, how="outer")
+    ours_only = table["_paper_row"].isna()
+    table = pd.concat([table[~ours_only].sort_values(["_paper_row", "pretraining"], kind="stable"),
+                       order_rows(table[ours_only])], ignore_index=True)
+    table.insert(0, "label", [row_label(w, b) for w, b in zip(table["weights"], table["s2_bands"])])
+    return table.drop(columns="_paper_row").astype({"seeds": "Int64"})
 
 
 def order_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -212,18 +255,19 @@ def order_rows(table: pd.DataFrame) -> pd.DataFrame:
 def transfer_table(runs: Sequence[Mapping[str, Any]], reference: pd.DataFrame, task: str,
                    variants: Mapping[str, Mapping[str, Any]], encoder: str | None = None
                    ) -> pd.DataFrame:
-    """Table 1/2/3 of ``task``: our rows (mean, std over seeds), the published values beside."""
+    """Table 1/2/3 of ``task``: every published row, our mean and std over seeds beside it."""
     wrong = [run["path"] for run in runs if run["task"] != task]
     if wrong:
         raise ValueError(f"metrics of another task than {task!r}: {', '.join(wrong)}")
     ours = aggregate_runs(run_row(run, variants, encoder) for run in runs)
-    return order_rows(attach_paper(ours, reference))
+    return with_paper(ours, reference)
 
 
 def ablation_table(logs: Mapping[str, Sequence[Mapping[str, Any]]],
                    variants: Mapping[str, Mapping[str, Any]],
                    runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 4: per variant its components, last-epoch selection statistics and downstream mIoU.
+    """Table 4: per variant its components (yes/no), last-epoch selection statistics (percent)
+    and downstream mIoU (percent).
 
     ``runs`` are the ablation task's metrics; a ``random`` run set adds a baseline row.
     """
@@ -248,6 +292,10 @@ def ablation_table(logs: Mapping[str, Sequence[Mapping[str, Any]]],
     return table.astype({"epochs": "Int64", "seeds": "Int64"})
 
 
+def yes_no(flag: Any) -> str:
+    return "yes" if flag else "no"
+
+
 def ablation_row(name: str, settings: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                  runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One row of table 4."""
@@ -259,10 +307,11 @@ def ablation_row(name: str, settings: Mapping[str, Any], log: Sequence[Mapping[s
             raise ValueError(f"variant {name!r}: last log record lacks {', '.join(missing)}")
         row |= {
             "fusion": settings.get("fusion", ""),
-            "selection": bool(settings.get("selection", {}).get("enabled", True)),
-            "smoothing": bool(settings.get("smoothing", {}).get("enabled", True)),
+            "selection": yes_no(settings.get("selection", {}).get("enabled", True)),
+            "smoothing": yes_no(settings.get("smoothing", {}).get("enabled", True)),
             "epochs": int(last["epoch"]) + 1,
-            **{key: float(last[key]) for key in LOG_KEYS[1:]},
+            "val_loss": float(last["val_loss"]),
+            **{key: 100.0 * float(last[key]) for key in PERCENT_LOG_KEYS},
         }
     strict = [float(r["strict"]["mIoU"]) for r in runs]
     reference = [float(r["reference"]["mIoU"]) for r in runs]
@@ -272,87 +321,6 @@ def ablation_row(name: str, settings: Mapping[str, Any], log: Sequence[Mapping[s
     row["mIoU_ref"], row["mIoU_ref_std"] = mean_std(reference) if runs else (math.nan, math.nan)
     row["seeds"] = len(runs)
     return row
-
-
-# -------------------------------------------------------------------------------------- markdown
-
-TRANSFER_MD_COLUMNS = (("Input", "input"), ("Backbone", "backbone"), ("Weights", "weights"),
-                       ("S2 bands", "s2_bands"), ("Setting", "setting"), ("Seeds", "seeds"))
-TRANSFER_MD_VALUES = (*[(m, m) for m in METRICS], ("mIoU (ref.)", "mIoU_ref"),
-                      *[(f"paper {m}", f"paper_{m}") for m in METRICS])
-ABLATION_MD_COLUMNS = (("Weights", "weights"), ("Fusion", "fusion"), ("Selection", "selection"),
-                       ("Smoothing", "smoothing"), ("Transfer", "transfer"))
-ABLATION_MD_VALUES = (("kept", "kept_proportion"), ("label precision", "label_precision"),
-                      ("sel. precision S1", "selection_precision_s1"),
-                      ("sel. precision S2", "selection_precision_s2"),
-                      ("val loss", "val_loss"), ("mIoU", "mIoU"), ("mIoU (ref.)", "mIoU_ref"))
-LOWER_IS_BETTER = frozenset({"val_loss"})
-NOT_RANKED = frozenset({"kept_proportion", "label_precision"})
-"""Properties of the schedule and the data, not better or worse."""
-
-
-def format_value(mean: float, std: float | None = None, digits: int = 2) -> str:
-    """``mean ± std`` with ``digits`` decimals; empty without a mean, no ``±`` without a std."""
-    if mean is None or pd.isna(mean):
-        return ""
-    if std is None or pd.isna(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def best_index(table: pd.DataFrame, column: str, groups: Sequence[str]) -> set[int]:
-    """Row labels holding the best value of ``column`` within each group (ties all count)."""
-    if column in NOT_RANKED:
-        return set()
-    values = pd.to_numeric(table[column], errors="coerce")
-    how = "min" if column in LOWER_IS_BETTER else "max"
-    if groups:
-        best = values.groupby([table[g] for g in groups]).transform(how)
-    else:
-        best = pd.Series(getattr(values, how)(), index=values.index)
-    return set(table.index[(values == best) & values.notna()])
-
-
-def markdown_grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table (cells have ``|`` escaped)."""
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
-
-
-def render_markdown(table: pd.DataFrame, keys: Sequence[tuple[str, str]],
-                    values: Sequence[tuple[str, str]], groups: Sequence[str], digits: int) -> str:
-    """Key columns as text, value columns as ``mean ± std``, the best per group in bold."""
-    bold = {column: best_index(table, column, groups) for _, column in values}
-    rows = []
-    for label, record in table.iterrows():
-        cells = [str(record[column]) for _, column in keys]
-        for _, column in values:
-            std = record.get(f"{column}_std")
-            text = format_value(record[column], std, digits)
-            cells.append(f"**{text}**" if text and label in bold[column] else text)
-        rows.append(cells)
-    return markdown_grid([h for h, _ in keys] + [h for h, _ in values], rows)
-
-
-def transfer_markdown(table: pd.DataFrame, title: str) -> str:
-    """Markdown of table 1/2/3; the best value per column within each input and setting in bold."""
-    body = render_markdown(table, TRANSFER_MD_COLUMNS, TRANSFER_MD_VALUES,
-                           groups=("input", "setting"), digits=2)
-    note = f"{CONVENTION_NOTE} Bold: best within the same input and setting."
-    return f"## {title}\n\n{note}\n\n{body}"
-
-
-def ablation_markdown(table: pd.DataFrame, title: str) -> str:
-    """Markdown of table 4; the best value per column in bold (the lowest validation loss)."""
-    present = table.reindex(columns=[c for _, c in ABLATION_MD_COLUMNS])
-    table = table.assign(**{c: present[c].fillna("") for c in present.columns})
-    values = [(h, c) for h, c in ABLATION_MD_VALUES if c in table.columns]
-    body = render_markdown(table, ABLATION_MD_COLUMNS, values, groups=(), digits=3)
-    note = ("Pretraining statistics at the last epoch (fractions); selection precision: share of "
-            "kept pixels whose noisy label equals the true label. mIoU: strict convention; "
-            "mIoU (ref.): reference convention. Bold: best per column (lowest val loss).")
-    return f"## {title}\n\n{note}\n\n{body}"
 
 
 # ------------------------------------------------------------------------------- DVC summaries

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``cromss fetch``."""
     parser = subparsers.add_parser("fetch", help="download a real data source into the raw layout",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("source", choices=sorted(FETCHERS))
+    parser.add_argument("source", choices=sorted(FETCHERS), help="the data source to download")
     parser.add_argument("--settings", help="data.real settings: JSON text or a YAML/JSON file")
     parser.add_argument("--out", default="results/raw", help="raw data folder (default results/raw)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -139,7 +139,7 @@ def _fetch_once(session: requests.Session, url: str, part: Path, policy: RetryPo
             total = _total_size(response, start)
             with open(part, "r+b" if start else "wb") as handle, tqdm(
                     total=total, initial=start, unit="B", unit_scale=True, desc=part.name[:-5],
-                    disable=not progress, leave=False) as bar:
+                    disable=None if progress else True, leave=False) as bar:
                 handle.seek(start)
                 handle.truncate()
                 for block in response.iter_content(NETWORK_CHUNK_BYTES):

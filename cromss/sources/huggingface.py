@@ -35,11 +35,16 @@ def download_dir(settings: dict[str, Any], name: str) -> Path:
     return Path(settings.get("download_dir", "results/downloads")) / name
 
 
+def weights_url(settings: dict[str, Any], section: dict[str, Any], filename: str) -> str:
+    """The URL of one file of the repository named in ``section`` (repo, revision)."""
+    return hf_url(settings.get("huggingface_url", DEFAULT_BASE_URL), section["repo"],
+                  section.get("revision", "main"), filename)
+
+
 def fetch_repo_file(settings: dict[str, Any], section: dict[str, Any], filename: str,
                     folder: Path, *, progress: bool = True) -> Path:
     """Download one file of the repository named in ``section`` (repo, revision, md5 per file)."""
-    url = hf_url(settings.get("huggingface_url", DEFAULT_BASE_URL), section["repo"],
-                 section.get("revision", "main"), filename)
+    url = weights_url(settings, section, filename)
     target = folder / Path(filename).name
     expected = Expected(md5=section.get("md5", {}).get(filename))
     return download(url, target, expected, policy=retry_policy(settings), progress=progress)
@@ -60,8 +65,13 @@ def fetch_noldo(settings: dict[str, Any], out: Path, *, progress: bool = True) -
     return unpacked
 
 
+def weights_section(settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``weights`` block of the settings over its defaults (NoLDO-S12, all four files)."""
+    return {"repo": NOLDO_REPO, "files": list(WEIGHT_FILES), **settings.get("weights", {})}
+
+
 def fetch_weights(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
     """Download the released CromSS checkpoints to ``out/weights/`` (verified, kept as they are)."""
-    section = {"repo": NOLDO_REPO, "files": list(WEIGHT_FILES), **settings.get("weights", {})}
+    section = weights_section(settings)
     return [fetch_repo_file(settings, section, filename, out / "weights", progress=progress)
             for filename in section["files"]]

@@ -8,6 +8,7 @@ augmentation are functions of ``(seed, epoch, index)``, so no NumPy or Python RN
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -20,6 +21,10 @@ import torch
 from cromss.atomic import atomic_path
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SAFE_GLOBALS = (argparse.Namespace,)
+"""The one class beyond tensors and plain containers that ``weights_only`` reads allow: a Lightning
+checkpoint of the released CromSS weights holds ``hyper_parameters = {"args": Namespace(...)}``
+(``save_hyperparameters()`` of a module built from parsed arguments). Nothing else is unpickled."""
 
 
 def save(payload: dict[str, Any], path: str | os.PathLike) -> None:
@@ -29,12 +34,14 @@ def save(payload: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; a file that is not one raises ValueError."""
+    """Read a checkpoint with ``weights_only=True`` (and :data:`SAFE_GLOBALS`); a file that is not
+    one, or that would unpickle anything else, raises ValueError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ...
         raise ValueError(f"{path}: not a readable weights-only torch file ({err})") from err
     if not isinstance(payload, dict):

@@ -93,16 +93,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export-encoder", help="one modality's encoder of a pretrained "
                               "model, with its model card, for transfer")
     p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss pretrain`")
-    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--modality", choices=("s1", "s2"), required=True,
+                   help="the branch whose encoder is exported")
     p.add_argument("--out", type=Path, required=True, help="encoder file to write")
     p.set_defaults(func=_export_encoder)
 
     p = subparsers.add_parser("finetune", help="transfer an encoder to a downstream task")
-    p.add_argument("--task", choices=sorted(TASKS), required=True)
-    p.add_argument("--modality", choices=("s1", "s2"), required=True)
+    p.add_argument("--task", choices=sorted(TASKS), required=True, help="downstream task")
+    p.add_argument("--modality", choices=("s1", "s2"), required=True, help="input modality")
     p.add_argument("--encoder", required=True, help="encoder file or 'random'")
-    p.add_argument("--setting", choices=("frozen", "finetuned"), required=True)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--setting", choices=("frozen", "finetuned"), required=True,
+                   help="frozen encoder (decoder only) or the whole network fine-tuned")
+    p.add_argument("--seed", type=int, required=True, help="seed of the decoder init and batches")
     p.add_argument("--train", type=Path, required=True, help="training Zarr store of the task")
     p.add_argument("--settings", required=True, help="finetune settings (JSON or file)")
     p.add_argument("--out", type=Path, required=True, help="writes OUT/model.pt, OUT/log.jsonl")

@@ -1,5 +1,8 @@
 """Torch Datasets over the Zarr stores: season sampling, crops, flips, rotations, normalisation.
 
+Augmentation follows the reference (albumentations ``RandomCrop``, ``Flip(p=0.5)``, ``Rotate(p=0.2)``);
+``flip_p`` and ``rotate_p`` of the settings set the two probabilities.
+
 Every random choice of an item (season, crop window, flips, rotation) is drawn from a generator
 seeded with ``(seed, epoch, index)``, so an item is the same whichever worker or process loads it,
 and a resumed run sees exactly the data an uninterrupted one would. Zarr groups are opened lazily
@@ -8,6 +11,7 @@ in the process that reads them (never pickled into DataLoader workers).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
-from cromss.constants import input_normalisation, s2_band_indices
+from cromss.constants import UINT8_MAX, input_normalisation, s2_band_indices
 from cromss.data.store import open_arrays
 
 MODALITIES = ("s1", "s2")
@@ -28,12 +34,14 @@ SIZE_MULTIPLE = 32
 
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Clip each band (axis 0) to mean +- 2 std and scale it to [0, 1] (method §1)."""
+    """The reference's input scaling (method §1; ``constants.NORMALISATION_RULE``): each band
+    (axis 0) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
+    levels, then divided by 255 (NaN stays NaN)."""
     mean = np.asarray(mean, dtype=np.float32)[:, None, None]
     std = np.asarray(std, dtype=np.float32)[:, None, None]
     low = mean - 2 * std
-    return ((np.clip(image.astype(np.float32), low, mean + 2 * std) - low) / (4 * std)).astype(
-        np.float32)
+    scaled = np.clip((image.astype(np.float32) - low) / (4 * std) * UINT8_MAX, 0, UINT8_MAX)
+    return (np.floor(scaled) / UINT8_MAX).astype(np.float32)
 
 
 def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
@@ -44,39 +52,65 @@ def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
     return normalise(raw, norm["mean"], norm["std"])
 
 
+FLIP_AXES = {-1: (-2, -1), 0: (-2,), 1: (-1,)}
+"""albumentations' ``Flip`` codes (those of ``cv2.flip``): -1 both axes, 0 vertical, 1 horizontal."""
+ROTATE_LIMIT = 90.0
+"""albumentations' ``Rotate`` default: an angle drawn uniformly from [-90, 90] degrees."""
+
+
+def rotate(array: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate the last two axes counter-clockwise by ``angle`` degrees about the centre, as
+    albumentations' ``Rotate`` does: bilinear for floats, nearest for integer class maps, borders
+    filled by reflect-101 (``cv2.BORDER_REFLECT_101``, torch's ``reflect`` padding) and the same
+    size. The resampling is torchvision's ``v2.functional.rotate`` on the padded array."""
+    height, width = array.shape[-2:]
+    pad = math.ceil(max(height, width) * (math.sqrt(2) - 1) / 2) + 2  # a 45-degree corner
+    if pad >= min(height, width):
+        raise ValueError(f"{height}x{width} px is too small to rotate with reflected borders")
+    nearest = np.issubdtype(array.dtype, np.integer)
+    stack = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
+        -1, height, width)
+    padded = torch.nn.functional.pad(stack, (pad, pad, pad, pad), mode="reflect")
+    mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
+    turned = tv_functional.rotate(padded, float(angle), interpolation=mode)
+    out = turned[:, pad:pad + height, pad:pad + width].reshape(array.shape).numpy()
+    return np.rint(out).astype(array.dtype) if nearest else out
+
+
 @dataclass(frozen=True)
 class Transform:
-    """One random crop window followed by optional flips and a rotation by ``rot90`` quarter turns."""
+    """One crop window, then albumentations' ``Flip`` (code ``flip``, None for no flip), then its
+    ``Rotate`` by ``angle`` degrees (0 for none): the reference's ``RandomCrop``, ``Flip(p=0.5)``,
+    ``Rotate(p=0.2)`` in that order."""
 
     top: int
     left: int
     size: int
-    flip_y: bool = False
-    flip_x: bool = False
-    rot90: int = 0
+    flip: int | None = None
+    angle: float = 0.0
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
-        """Apply to the last two axes of ``array``; the same call transforms images, labels, priors."""
+        """Apply to the last two axes of ``array``; the same call transforms images, soft targets
+        (bilinear) and integer labels (nearest)."""
         out = array[..., self.top:self.top + self.size, self.left:self.left + self.size]
-        if self.flip_y:
-            out = out[..., ::-1, :]
-        if self.flip_x:
-            out = out[..., :, ::-1]
-        if self.rot90:
-            out = np.rot90(out, self.rot90, axes=(-2, -1))
+        if self.flip is not None:
+            out = np.flip(out, FLIP_AXES[self.flip])
+        if self.angle:
+            return rotate(out, self.angle)
         return np.ascontiguousarray(out)
 
 
 def random_transform(rng: np.random.Generator, height: int, width: int, crop: int,
                      flip_p: float, rotate_p: float) -> Transform:
-    """A random crop of side ``crop``, flips with ``flip_p`` each, a 90/180/270 rotation with ``rotate_p``."""
+    """A random crop of side ``crop``; with ``flip_p`` a flip of one of the three kinds (vertical,
+    horizontal, both, equally likely); with ``rotate_p`` a rotation by U(-90, 90) degrees."""
     if crop > min(height, width):
         raise ValueError(f"crop {crop} is larger than the {height}x{width} images")
     top = int(rng.integers(height - crop + 1))
     left = int(rng.integers(width - crop + 1))
-    flip_y, flip_x = (bool(v) for v in rng.random(2) < flip_p)
-    rot90 = int(rng.integers(1, 4)) if rng.random() < rotate_p else 0
-    return Transform(top, left, crop, flip_y, flip_x, rot90)
+    flip = int(rng.integers(-1, 2)) if rng.random() < flip_p else None
+    angle = float(rng.uniform(-ROTATE_LIMIT, ROTATE_LIMIT)) if rng.random() < rotate_p else 0.0
+    return Transform(top, left, crop, flip, angle)
 
 
 def centre_transform(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> Transform:
@@ -178,9 +212,24 @@ class PretrainDataset(_StoreDataset):
             if self.has_truth:
                 item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
             item = {key: transform(value) for key, value in item.items()}
-            item["soft"] = replace(transform, top=0, left=0)(target)  # already cropped
+            item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})
         return items
+
+    def _moved_target(self, target: np.ndarray, labels: np.ndarray, moved_labels: np.ndarray,
+                      transform: Transform) -> np.ndarray:
+        """The (already cropped) target flipped and rotated as the reference moves it: its prior
+        part like the image (bilinear), its hard part (1 - alpha - beta) Z, or all of it without
+        smoothing, as the one-hot of the nearest-neighbour moved labels."""
+        moved = replace(transform, top=0, left=0)
+        if not transform.angle:
+            return moved(target)  # flips move hard and prior parts alike
+        smoothed = self.train and self.smoothing.get("enabled", True)
+        hard = 1.0 - (self.smoothing.get("alpha", 0.15) + self.smoothing.get("beta", 0.05)
+                      if smoothed else 0.0)
+        cropped = Transform(transform.top, transform.left, transform.size)(labels)
+        prior = target - hard * one_hot(cropped, self.num_classes)
+        return moved(prior) + hard * one_hot(moved_labels, self.num_classes)
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:
         """The season and transform of sample ``index``, from its own seeded generator."""

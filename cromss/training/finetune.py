@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cromss import __version__, models
+from cromss import __version__, logs, models
 from cromss.atomic import atomic_path
 from cromss.cli import CromssError
 from cromss.constants import IGNORE_INDEX, TASKS, input_normalisation
@@ -77,9 +77,11 @@ def expected_bands(modality: str) -> tuple[int, ...]:
 
 
 def input_bands(state_dict: dict[str, torch.Tensor], source: str) -> int:
-    if "conv1.weight" not in state_dict:
-        raise ValueError(f"{source}: encoder state dict has no conv1.weight")
-    return int(state_dict["conv1.weight"].shape[1])
+    """Input channels of the first convolution (the first 4-D weight: ResNet's conv1 and others)."""
+    first = next((v for k, v in state_dict.items() if k.endswith("weight") and v.dim() == 4), None)
+    if first is None:
+        raise ValueError(f"{source}: encoder state dict has no convolution weight")
+    return int(first.shape[1])
 
 
 def released_encoder(state_dict: dict[str, torch.Tensor], modality: str,
@@ -251,6 +253,7 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
                                       f"{ckpt}: rerun the same command to resume")
             records.append({"epoch": epoch, "lr": epoch_lr, "train_loss": loss_sum / max(step, 1),
                             "time_s": round(time.perf_counter() - started, 3)})
+            log.info(logs.epoch_line(records[-1], settings["epochs"]))
             epoch, step, loss_sum = epoch + 1, 0, 0.0
             every = int(settings.get("checkpoint_every", 0))
             if every > 0 and epoch % every == 0 and epoch < settings["epochs"]:
@@ -265,6 +268,7 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         "weights": weights_name or source.weights, "encoder_file": encoder,
         "encoder_card": source.card, "setting": setting, "frozen_batchnorm": frozen_bn,
         "seed": seed, "settings": settings, "cromss_version": __version__,
+        "provenance": models.provenance(train),
     }
     checkpoint.save({"state_dict": model.state_dict(), "card": card}, out / "model.pt")
     with atomic_path(out / "log.jsonl") as tmp:
@@ -319,6 +323,9 @@ def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> di
                    **metrics.all_scores(cm)})
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1))
+    log.info(logs.progress_line(f"{model_path} on {test}: samples", len(dataset), None,
+                                {key: result["strict"][key] for key in ("mIoU", "OA", "mF1")}
+                                | {"mIoU_ref": result["reference"]["mIoU"], "written": str(out)}))
     return result
 
 

@@ -24,10 +24,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cromss import losses, models
+from cromss import logs, losses, models
 from cromss.atomic import atomic_path
 from cromss.cli import CromssError
 from cromss.constants import IGNORE_INDEX
+from cromss.selection import SelectionWeights
 from cromss.training import checkpoint, distributed
 from cromss.training.datasets import PretrainDataset
 
@@ -69,6 +70,17 @@ def variant_loss(logits_s1: torch.Tensor | None, logits_s2: torch.Tensor | None,
         return total, parts, {"s1": weights.label_1, "s2": weights.label_2}
     valid = (labels != IGNORE_INDEX).float()
     return total, parts, {"s1" if logits_s1 is not None else "s2": valid}
+
+
+def validation_loss(logits_s1: torch.Tensor | None, logits_s2: torch.Tensor | None,
+                    labels: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+    """The monitored validation loss as the reference computes it (``_calculate_loss(train=False)``
+    of its ``pl_pretrain_mm_sscom.py``): the hard noisy labels, no smoothing, and every selection
+    and consistency weight 1 (only ignored pixels weigh 0), so it does not move with the ramp."""
+    valid = (labels != IGNORE_INDEX).float()
+    ones = SelectionWeights(valid, valid, valid, valid, kept_proportion=1.0)
+    total, _ = losses.cromss_loss(logits_s1, logits_s2, labels, None, 0, settings, ones)
+    return total
 
 
 class EpochTotals:
@@ -258,7 +270,10 @@ class Trainer:
         loss_sum, count = 0.0, 0
         for batch in self._loader(self.val_set, self.val_sampler):
             batch = self._to_device(batch)
-            total, _, _ = self.loss(batch, self.epoch)
+            with torch.autocast(self.ctx.device.type, enabled=self.amp):
+                logits = self.net(batch["s1"], batch["s2"])
+            logits_s1, logits_s2 = (None if lg is None else lg.float() for lg in logits)
+            total = validation_loss(logits_s1, logits_s2, batch["label"], self.settings)
             loss_sum += float(total) * len(batch["label"])
             count += len(batch["label"])
         summed = distributed.all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64),
@@ -287,7 +302,7 @@ class Trainer:
                                              self.seconds_before + time.perf_counter()
                                              - self.epoch_started))
                 if self.ctx.is_main:
-                    log.info("epoch %s: %s", self.epoch, json.dumps(self.log[-1]))
+                    log.info(logs.epoch_line(self.log[-1], self.settings["epochs"]))
                 self.epoch, self.step, self.totals = self.epoch + 1, 0, EpochTotals()
                 self.seconds_before = 0.0
                 if every > 0 and self.epoch % every == 0 and self.epoch < self.settings["epochs"]:
@@ -295,7 +310,8 @@ class Trainer:
 
     def write_outputs(self) -> None:
         if self.ctx.is_main:
-            models.save_model(self.out / MODEL, self.model, self.settings)
+            models.save_model(self.out / MODEL, self.model, self.settings,
+                              models.provenance(self.store))
             write_log(self.log, self.out / "log.jsonl")
             (self.out / CHECKPOINT).unlink(missing_ok=True)
         distributed.barrier(self.ctx)

@@ -1,11 +1,13 @@
 # Paths, the experiment matrix and the settings each job depends on, all derived from the config.
-import json
 import os
 import shlex
 
-from cromss.config import variant_settings
+from cromss.config import settings_param, variant_settings
+from cromss.release import RELEASES
 
 CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
+# environment.post-deploy.sh installs the package from here into that env (README "Conda")
+os.environ.setdefault("CROMSS_SOURCE", os.path.abspath(workflow.basedir))
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
@@ -29,12 +31,13 @@ wildcard_constraints:
     setting="frozen|finetuned",
     seed=r"\d+",
     variant="|".join(VARIANTS),
-    weights="|".join(["random", *VARIANTS]),
+    weights="|".join(["random", *VARIANTS, *RELEASES]),
 
 
 def as_json(value):
-    """A config section as one shell-quotable JSON word (params: a change reruns the job)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """A config section as one line of flow-style YAML (JSON-compatible types) for ``params:``:
+    a change reruns the job, and the report shows it readably (cromss.config.settings_param)."""
+    return settings_param(value)
 
 
 def store(name):
@@ -43,6 +46,8 @@ def store(name):
 
 
 def variant_modalities(variant):
+    if variant in RELEASES:  # released two-modality checkpoints (release.smk)
+        return ["s1", "s2"]
     fusion = config["pretrain"]["variants"][variant]["fusion"]
     return {"single_s1": ["s1"], "single_s2": ["s2"]}.get(fusion, ["s1", "s2"])
 
@@ -189,15 +194,15 @@ TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 
 ABLATION_ONLY = ablation_only_weights()
-TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)]
+# Without pretraining variants (released weights only), nothing that needs pretraining.
+TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)] * bool(VARIANTS)
 # The samples figure shows the selection of the first two-modality variant.
-SELECTION_VARIANT = next(v for v in VARIANTS if len(variant_modalities(v)) == 2)
+SELECTION_VARIANT = next((v for v in VARIANTS if len(variant_modalities(v)) == 2), None)
+PRETRAIN_FIGURES = ["pretrain_curves", "selection", "samples"] if VARIANTS else []
 FIGURES = [
-    f"{RESULTS}/figures/pretrain_curves.png",
-    f"{RESULTS}/figures/selection.png",
-    f"{RESULTS}/figures/samples.png",
+    *[f"{RESULTS}/figures/{name}.png" for name in PRETRAIN_FIGURES],
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
-    f"{RESULTS}/metrics/summary.json",
-    *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES],
+    *[f"{RESULTS}/metrics/pretrain_curves.csv"] * bool(VARIANTS),
+    *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES if VARIANTS or name != "nol"],
 ]

@@ -1,4 +1,4 @@
-# Figures for `snakemake --report results/report.html`, and the summary DVC reads as metrics/plots.
+# Figures for `snakemake --report results/report.html`, and the files DVC reads as metrics/plots.
 
 
 rule pretrain_figure:
@@ -49,13 +49,17 @@ rule transfer_figure:
         " --out {output} > {log} 2>&1"
 
 
+# Plain files, not directory() outputs: DVC reads every file of these folders as metrics, and a
+# directory output's .snakemake_timestamp would be one.
 rule metrics_summary:
     input:
         metrics=metrics_files(table_runs_all()),
         logs=expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
     output:
-        summary=f"{RESULTS}/metrics/summary.json",
-        curves=directory(f"{RESULTS}/metrics/pretrain"),
+        transfer=sorted({f"{RESULTS}/metrics/transfer/{r['task']}_{r['weights']}.json"
+                         for r in table_runs_all()}),
+        pretrain=expand(f"{RESULTS}/metrics/pretrain/{{variant}}.json", variant=VARIANTS),
+        curves=f"{RESULTS}/metrics/pretrain_curves.csv",
     conda:
         CONDA_ENV
     log:
@@ -67,7 +71,8 @@ rule metrics_summary:
         runtime=5,
     shell:
         "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
-        " --summary {output.summary} --curves-dir {output.curves} > {log} 2>&1"
+        f" --transfer-dir {RESULTS}/metrics/transfer --pretrain-dir {RESULTS}/metrics/pretrain"
+        " --curves {output.curves} > {log} 2>&1"
 
 
 rule samples_figure:

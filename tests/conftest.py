@@ -55,3 +55,12 @@ def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
         out[name] = (path, write_reference_checkpoint(path, file_fusion, rel.s2_bands,
                                                              "mobilenet_v2"))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
+    workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests
+    that change the checkout's git or DVC state work on a copy."""
+    from test_workflow import run_tiny_workflow
+    return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")

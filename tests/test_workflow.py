@@ -116,10 +116,9 @@ def test_a_group_job_makes_every_run_of_its_group(workflow_copy):
 TINY_ARGS = ("--configfile", str(TINY), "--replace-workflow-config")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """The whole DAG of the tiny config, run once in a git checkout of the workflow."""
-    workdir = tmp_path_factory.mktemp("e2e") / "run"
+def run_tiny_workflow(workdir: Path) -> Path:
+    """The whole DAG of the tiny config, run in a fresh git checkout of the workflow (the
+    session's ``tiny_run`` fixture, see conftest.py)."""
     workdir.mkdir()
     copy_workflow(workdir)
     run_dvc_test_command("git", "init", "-q", cwd=workdir)

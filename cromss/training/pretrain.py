@@ -338,6 +338,8 @@ def pretrain(store: str | os.PathLike, settings: dict[str, Any], out: str | os.P
     try:
         ensure_writable(out)
         sweep(out / CHECKPOINT)
+        if ctx.is_main:
+            log.info("pretraining %s in %d process(es) on %s", out, ctx.world_size, ctx.device)
         trainer = Trainer(Path(store), settings, out, ctx)
         if (out / CHECKPOINT).is_file():
             trainer.restore(checkpoint.load(out / CHECKPOINT, ctx.device), out / CHECKPOINT)

@@ -26,6 +26,8 @@ if UNKNOWN_WEIGHTS:
     raise ValueError(f"finetune.weights: {', '.join(UNKNOWN_WEIGHTS)} is neither 'random', a "
                      f"pretrain variant ({', '.join(VARIANTS) or 'none'}) nor a release "
                      f"({', '.join(RELEASES)})")
+# DDP processes of one pretraining job: one per GPU, else the configured CPU (gloo) processes
+TRAINING_PROCESSES = GPUS or config.get("resources", {}).get("processes_per_training_job", 1)
 
 wildcard_constraints:
     store="|".join(STORES),
@@ -171,11 +173,17 @@ def local_tree_args():
                     for part, path in sorted(LOCAL.items()) if path)
 
 
-def launcher(wildcards, resources):
-    """torchrun with one process per GPU on a multi-GPU node, else the plain CLI."""
-    if resources.gpu > 1:
-        return f"torchrun --standalone --nproc_per_node={resources.gpu} -m cromss"
+def launcher(wildcards):
+    """torchrun with one process per GPU (or per configured CPU process) in the job's one
+    allocation, else the plain CLI."""
+    if TRAINING_PROCESSES > 1:
+        return f"torchrun --standalone --nproc_per_node={TRAINING_PROCESSES} -m cromss"
     return "cromss"
+
+
+def threads_per_process(wildcards, threads):
+    """The job's threads shared among its training processes."""
+    return max(1, threads // TRAINING_PROCESSES)
 
 
 def encoder_input(wildcards):

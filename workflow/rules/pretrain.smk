@@ -15,6 +15,7 @@ rule pretrain:
     params:
         settings=lambda w: as_json(pretrain_settings(w.variant)),
         launcher=launcher,
+        threads=threads_per_process,
         workdir=lambda w: f"{RESULTS}/pretrain/{w.variant}",
     threads: 2
     priority: 10  # the longest path of the DAG: start it first
@@ -30,7 +31,7 @@ rule pretrain:
         f"{BENCH}/pretrain/{{variant}}.tsv"
     shell:
         "{params.launcher} pretrain --store {input} --settings {params.settings:q}"
-        " --threads {threads} --out {params.workdir} --export-encoders > {log} 2>&1"
+        " --threads {params.threads} --out {params.workdir} --export-encoders > {log} 2>&1"
 
 
 use rule pretrain as pretrain_s1 with:

@@ -22,7 +22,12 @@ while [[ $# -gt 1 && "$1" == "--stage" ]]; do
     shift 2
 done
 
-dvc pull "${stages[@]}"
+if ! dvc pull "${stages[@]}"; then
+    echo "dvc_pull.sh: dvc pull from the remote failed (DVC's reason above): check its" \
+         "credentials, bucket and endpoint ('dvc remote list', 'dvc remote modify --local');" \
+         "files already in results/ were left as they were and nothing was marked up to date" >&2
+    exit 1
+fi
 # the pulled stages' inputs that belong to stages not pulled are missing: not a difference
 status="$(dvc status --json "${stages[@]}" | python3 -c '
 import json, sys

@@ -39,7 +39,7 @@ def local_slurm(command: str, state: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """A running one-node cluster, stopped afterwards whatever happened."""
     state = tmp_path_factory.mktemp("slurm")
@@ -52,7 +52,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         assert stopped.returncode == 0, stopped.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def slurm_run(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The tiny config's DAG to table 3 through the SLURM profile: the run and its output."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_run"))
@@ -64,7 +64,7 @@ def slurm_run(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return workdir, output
 
 
-def test_the_cluster_runs_a_batch_job(cluster: Path, tmp_path: Path):
+def check_the_cluster_runs_a_batch_job(cluster: Path, tmp_path: Path):
     again = local_slurm("start", cluster)  # idempotent: the running daemons are kept
     assert again.returncode == 0 and "cluster up" in again.stderr
     submitted = subprocess.run(["sbatch", "--parsable", "--wait", "-o", str(tmp_path / "%j.out"),
@@ -83,7 +83,7 @@ def job_states() -> dict[str, str]:
     return dict(line.split() for line in out.splitlines())
 
 
-def test_every_job_ran_as_a_slurm_job(slurm_run):
+def check_every_job_ran_as_a_slurm_job(slurm_run):
     workdir, output = slurm_run
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
     done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
@@ -95,7 +95,7 @@ def test_every_job_ran_as_a_slurm_job(slurm_run):
     assert "localrule" not in output  # nothing ran on the submitting host
 
 
-def test_pretraining_ran_two_ddp_processes_in_one_allocation(slurm_run):
+def check_pretraining_ran_two_ddp_processes_in_one_allocation(slurm_run):
     workdir, _ = slurm_run
     jobs = [p.read_text() for p in (workdir / ".snakemake/slurm_logs").rglob("*.log")]
     pretraining = [job for job in jobs if " pretrain --store " in job]
@@ -115,7 +115,7 @@ def comparable(path: Path) -> object:
     return path.read_text()
 
 
-def test_results_equal_the_local_run(slurm_run, tiny_run):
+def check_results_equal_the_local_run(slurm_run, tiny_run):
     workdir, _ = slurm_run
     # the results, not logs, benchmarks, raw inputs or hidden bookkeeping (e.g. a run's
     # .complete/ key, which records its inputs' modification times)
@@ -128,3 +128,12 @@ def test_results_equal_the_local_run(slurm_run, tiny_run):
     for path in compared:
         relative = path.relative_to(workdir)
         assert comparable(path) == comparable(tiny_run / relative), relative
+
+
+def test_the_tiny_dag_runs_through_slurm(cluster: Path, slurm_run, tiny_run, tmp_path: Path):
+    """One test, so one cluster: its daemons own the system-wide slurm.conf link while they run
+    (a fixture shared by several tests may be set up again on another xdist worker)."""
+    check_the_cluster_runs_a_batch_job(cluster, tmp_path)
+    check_every_job_ran_as_a_slurm_job(slurm_run)
+    check_pretraining_ran_two_ddp_processes_in_one_allocation(slurm_run)
+    check_results_equal_the_local_run(slurm_run, tiny_run)

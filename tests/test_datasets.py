@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from cromss.constants import (DW_CLASSES, DW_COLORS, IGNORE_INDEX, S2_MEAN, S2_STD,
                               input_normalisation)
-from cromss.data.store import StoreWriter, make_batch, store_attrs
+from cromss.data.store import StoreWriter, make_batch, open_arrays, store_attrs
 from cromss import smoothing
 from cromss.training import datasets
 
@@ -247,3 +247,17 @@ def test_a_rotated_item_gets_a_bilinear_prior_and_a_nearest_hard_label(store):
     # the hard part is exactly the moved label's class, never a blend of two classes
     top = item["soft"].max(0).values[valid]
     assert (top >= 0.8).all()
+
+
+def test_the_crop_is_scaled_as_the_whole_image_would_be(store):
+    """Items scale only their crop (the scaling is per pixel): the same as the reference's order,
+    scale the whole image, then crop, flip and rotate."""
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=3, rotate_p=1.0)
+    group = open_arrays(store)
+    for index in range(3):
+        rng = np.random.default_rng((3, 0, index))
+        season = int(rng.integers(ds.num_seasons))
+        transform = datasets.random_transform(rng, ds.height, ds.width, 16, 0.5, 1.0)
+        image = datasets.model_input(np.asarray(group["s2"][index, season]), "s2", 13)
+        torch.testing.assert_close(ds[index]["image"], torch.from_numpy(transform(image)),
+                                   rtol=0, atol=1e-6)

@@ -201,3 +201,23 @@ def test_cli_reports_bad_input_without_traceback(raw, tmp_path, capsys):
     assert "label.tif: file not found" in capsys.readouterr().err and not out.exists()
     assert main(["data", "ingest", "dfc2020_test", "--raw", str(raw), "--out", str(out)]) == 0
     assert "2 samples" in capsys.readouterr().out and out.is_dir()
+
+
+def test_reading_processes_write_the_same_store(tiny_raw, tmp_path):
+    one = ingest("nol", tiny_raw, tmp_path / "one.zarr", batch_size=2)
+    two = ingest("nol", tiny_raw, tmp_path / "two.zarr", batch_size=2, workers=2)
+    assert one == two
+    a, b = open_arrays(tmp_path / "one.zarr"), open_arrays(tmp_path / "two.zarr")
+    for name in ("s1", "s2", "label", "truth", "s1_nodata", "s2_nodata"):
+        assert np.array_equal(np.asarray(a[name][:]), np.asarray(b[name][:])), name
+    assert dict(a.attrs) == dict(b.attrs)
+
+
+def test_a_bad_file_read_by_a_worker_fails_cleanly(raw, tmp_path):
+    location, seasons = first_location(raw)
+    path = raw / "ssl4eo_s12/s2c" / location / seasons[0] / "B5.tif"
+    path.write_bytes(path.read_bytes()[:200])
+    out = tmp_path / "data" / "nol.zarr"
+    with pytest.raises(ValueError, match="B5.tif"):
+        ingest("nol", raw, out, batch_size=2, workers=2)
+    assert not out.exists() and list(out.parent.iterdir()) == []

@@ -184,3 +184,32 @@ def test_a_wrong_tree_names_what_is_expected(tmp_path):
                tmp_path / "nol.zarr")
     with pytest.raises(FileNotFoundError, match="ROIs0000_validation/s2_validation: folder not found"):
         ingest("dfc2020_train", Roots.under(tmp_path), tmp_path / "dfc.zarr")
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_north_up_resampling_is_what_gdal_computes(nearest):
+    """The numpy warp between north-up grids of one CRS gives GDAL's values (bilinear with NaN
+    as no data, band by band; nearest for labels) for coarser, finer and shifted sources."""
+    from cromss.data.layouts.rasters import Grid, _gdal_warp, resample_onto
+
+    rng = np.random.default_rng(7)
+    grid = Grid(32632, (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0), (36, 36), (0, 0, 0, 0))
+    for factor in (0.5, 1, 2, 6):
+        size = int(36 / factor)
+        shift = rng.uniform(-0.6, 0.6, 2) * 10 * factor
+        source = Grid(32632, (500000.0 + shift[0], 10.0 * factor, 0.0, 4000000.0 + shift[1], 0.0,
+                              -10.0 * factor), (size, size), (0, 0, 0, 0))
+        if nearest:
+            data = rng.integers(0, 11, (1, size, size)).astype(np.uint8)
+        else:
+            data = rng.uniform(0, 3000, (2, size, size))
+            data[rng.random(data.shape) < 0.15] = np.nan
+        padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        expected = _gdal_warp(padded if nearest else padded.astype(np.float64), source, grid,
+                              nearest, 255 if nearest else 0)
+        got = resample_onto(data, source, grid, nearest=nearest, fill=255 if nearest else 0)
+        if nearest:
+            assert np.array_equal(got, expected)
+        else:
+            assert np.array_equal(np.isnan(got), np.isnan(expected))
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

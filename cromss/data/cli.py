@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             help=f"read the {tree} tree here, in place, instead of below --raw")
     ingest.add_argument("--out", required=True, help="the store to write, e.g. results/data/nol.zarr")
     ingest.add_argument("--batch-size", type=int, default=16, help="samples per write")
+    ingest.add_argument("--workers", type=int, default=1,
+                        help="processes reading the GeoTIFFs while this one writes the store")
     ingest.set_defaults(func=_ingest)
 
     inspect = sub.add_parser("inspect", help="print a store summary and write a PNG quicklook")
@@ -53,7 +55,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
     roots = Roots.under(args.raw, ssl4eo_s12=args.ssl4eo_s12, noldo=args.noldo,
                         dfc2020=args.dfc2020)
-    counts = ingest(args.store, roots, args.out, batch_size=args.batch_size)
+    counts = ingest(args.store, roots, args.out, batch_size=args.batch_size,
+                    workers=args.workers)
     print(f"{args.out}: {counts['samples']} samples, "
           f"{counts['s1_nodata_pixels']} S1 pixels without data (filled and flagged)")
     return 0

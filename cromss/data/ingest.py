@@ -7,8 +7,11 @@ appears under its final name only when every sample was read and checked.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,14 +58,47 @@ def remap_labels(raw: np.ndarray, remap: dict[int, int]) -> np.ndarray:
     return table[raw.astype(np.uint8)]
 
 
-def samples_of(store: str, roots: Roots) -> tuple[int, Iterator[layouts.Sample]]:
-    """The number of samples of ``store`` in the raw trees and an iterator over them."""
+def samples_of(store: str, roots: Roots) -> tuple[int, Iterator[Callable[[], layouts.Sample]]]:
+    """The number of samples of ``store`` in the raw trees and a reader for each."""
     if store == "nol":
         return noldo.iter_nol(roots.ssl4eo_s12, roots.noldo, roots.truth)
     task, split = store.rsplit("_", 1)
     if task in ("dw", "osm"):
         return noldo.iter_tiles(roots.noldo / f"ssl4eo_s12_{task}" / store, task)
     return dfc2020.iter_dfc(roots.dfc2020, "validation" if split == "train" else "test")
+
+
+def _worker_environment() -> None:
+    """A reading process keeps one GDAL environment for its lifetime."""
+    import rasterio
+
+    global _WORKER_ENV  # noqa: PLW0603 - entered once per worker process, left at its exit
+    _WORKER_ENV = rasterio.Env()
+    _WORKER_ENV.__enter__()
+
+
+_WORKER_ENV = None
+
+
+def read_samples(readers: Iterator[Callable[[], layouts.Sample]], workers: int = 1
+                 ) -> Iterator[layouts.Sample]:
+    """The samples of ``readers`` in order, read by ``workers`` processes (forked before any
+    thread starts; at most two samples per worker read ahead)."""
+    if workers <= 1:
+        yield from (reader() for reader in readers)
+        return
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_environment)
+    pending: deque = deque()
+    try:
+        for reader in readers:
+            pending.append(pool.submit(reader))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _checked(sample: layouts.Sample, spec: StoreSpec) -> layouts.Sample:
@@ -101,20 +137,21 @@ def _chunks(items: Iterator[layouts.Sample], size: int) -> Iterator[list[layouts
 
 
 def ingest(store: str, raw: str | os.PathLike | Roots, out: str | os.PathLike,
-           batch_size: int = 16) -> dict[str, int]:
+           batch_size: int = 16, workers: int = 1) -> dict[str, int]:
     """Read the raw layout of ``store`` and write the Zarr store ``out`` atomically.
 
     ``raw`` is one root holding ``ssl4eo_s12/``, ``noldo/`` and ``dfc2020/`` or the
     :class:`~cromss.data.layouts.Roots` of trees elsewhere (read in place). Returns counts:
     samples written and S1 pixels without data, which are filled, flagged in ``s1_nodata`` and
     counted in the store attribute ``s1_nodata_pixels``. S2 bands a source lacks (B10 of the
-    @DW/@OSM tiles) are filled with the band mean and listed in ``s2_filled_bands``.
+    @DW/@OSM tiles) are filled with the band mean and listed in ``s2_filled_bands``. ``workers``
+    processes read the files while this one writes.
     """
     if store not in STORES:
         raise ValueError(f"unknown store {store!r}; known: {', '.join(STORES)}")
     spec = STORES[store]
     roots = raw if isinstance(raw, Roots) else Roots.under(raw)
-    total, samples = samples_of(store, roots)
+    total, readers = samples_of(store, roots)
     if total == 0:
         raise FileNotFoundError(f"{raw}: no samples of {store} found")
     source = {"nol": [roots.ssl4eo_s12, roots.noldo]}.get(
@@ -123,7 +160,11 @@ def ingest(store: str, raw: str | os.PathLike | Roots, out: str | os.PathLike,
                         colors=spec.colors, label_remap=spec.remap,
                         source=", ".join(str(p) for p in source))
     attrs.update(s1_nodata_pixels=0, s2_nodata_pixels=0, s2_filled_bands=[])
-    with StoreWriter(out, attrs) as writer:
+    import rasterio
+
+    # one GDAL environment for all files (rasterio otherwise sets one up per open and warp)
+    samples = read_samples(readers, workers)  # the readers fork before the writer's thread
+    with rasterio.Env(), StoreWriter(out, attrs) as writer:
         for chunk in _chunks((_checked(sample, spec) for sample in samples), batch_size):
             batch = _batch(chunk, spec)
             writer.attrs["s1_nodata_pixels"] += int(batch["s1_nodata"].sum())

@@ -1,6 +1,7 @@
 """The Zarr store every stage after ingest reads: one store per dataset and split.
 
-Layout (Zarr format 3, written with xarray, one chunk per sample and season, zstd):
+Layout (Zarr format 3, written with xarray, zstd; images in one chunk per sample and season, the
+small per-pixel maps and flags in one chunk per sample, all seasons: an item reads few chunks):
 
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
@@ -22,7 +23,9 @@ Every stage opens a store through :func:`open_arrays`, which validates it first.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +160,8 @@ def _encoding(batch: xr.Dataset) -> dict[str, dict[str, Any]]:
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in batch.data_vars.items():
         if name in PIXEL_VARS:
-            chunks = tuple(1 if d in ("sample", "season") else var.sizes[d] for d in var.dims)
+            whole = ("sample", "season") if name in IMAGE_VARS else ("sample",)
+            chunks = tuple(1 if d in whole else var.sizes[d] for d in var.dims)
             encoding[name] = {"chunks": chunks, "compressors": (compressor,)}
     encoding["time"] = {**encoding.get("time", {}), "units": "seconds since 1970-01-01",
                         "dtype": "int64"}
@@ -168,6 +172,8 @@ class StoreWriter:
     """Write a store batch by batch; it appears under its final name only on :meth:`commit`.
 
     Use as a context manager: leaving the block with an exception removes everything written.
+    Each batch is compressed and written in a background thread while the caller reads the next
+    one (one batch in flight); a failed write is raised by the next ``append`` or on exit.
     """
 
     def __init__(self, path: str | os.PathLike, attrs: dict[str, Any]):
@@ -175,29 +181,51 @@ class StoreWriter:
         self.attrs = attrs
         self._atomic = atomic_path(self.path)
         self._tmp: Path | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
         self.num_samples = 0
 
     def __enter__(self) -> "StoreWriter":
         self._tmp = self._atomic.__enter__()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         return self
 
     def append(self, batch: xr.Dataset) -> None:
-        """Append a batch made by :func:`make_batch` along ``sample``."""
-        assert self._tmp is not None, "use StoreWriter as a context manager"
-        batch = batch.assign_attrs(self.attrs)  # an append rewrites the group attributes
-        if self.num_samples == 0:
+        """Append a batch made by :func:`make_batch` along ``sample`` (written in the background,
+        with the attributes as they are now)."""
+        assert self._executor is not None, "use StoreWriter as a context manager"
+        self._wait()
+        batch = batch.assign_attrs(dict(self.attrs))  # an append rewrites the group attributes
+        self._pending = self._executor.submit(self._write, batch, first=self.num_samples == 0)
+        self.num_samples += batch.sizes["sample"]
+
+    def _write(self, batch: xr.Dataset, *, first: bool) -> None:
+        if first:
             batch.to_zarr(self._tmp, mode="w", zarr_format=3, consolidated=False,
                           encoding=_encoding(batch), write_empty_chunks=True)
         else:
             batch.to_zarr(self._tmp, append_dim="sample", consolidated=False,
                           write_empty_chunks=True)
-        self.num_samples += batch.sizes["sample"]
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
-        if exc_type is None and self.num_samples == 0:
-            exc = ValueError(f"{self.path}: no samples to write")
-            self._atomic.__exit__(type(exc), exc, None)
-            raise exc
+        assert self._executor is not None
+        error: Exception | None = None
+        try:
+            self._wait()
+        except Exception as err:  # noqa: BLE001 - raised below, after the clean-up
+            error = err
+        finally:
+            self._executor.shutdown(wait=True)
+        if error is None and self.num_samples == 0:
+            error = ValueError(f"{self.path}: no samples to write")
+        if exc_type is None and error is not None:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise error
         return self._atomic.__exit__(exc_type, exc, tb)
 
 
@@ -207,6 +235,18 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
 
     open_arrays(path)
     return xr.open_zarr(path, consolidated=False, chunks=None)
+
+
+def read_selections(requests: Sequence[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
+    """Read many ``(array, selection)`` pairs in one call: zarr fetches and decodes all their
+    chunks concurrently, in one trip to its event loop instead of one per read."""
+    from zarr.core.sync import sync
+
+    async def gather() -> list[Any]:
+        return await asyncio.gather(*(array.async_array.getitem(selection)
+                                      for array, selection in requests))
+
+    return [np.asarray(values) for values in sync(gather())]
 
 
 def open_arrays(path: str | os.PathLike, *, validate: bool = True) -> zarr.Group:

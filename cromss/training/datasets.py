@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
 from cromss.constants import IGNORE_INDEX, UINT8_MAX, input_normalisation, s2_band_indices
-from cromss.data.store import open_arrays
+from cromss.data.store import open_arrays, read_selections
 
 MODALITIES = ("s1", "s2")
 SIZE_MULTIPLE = 32
@@ -89,10 +89,19 @@ class Transform:
     flip: int | None = None
     angle: float = 0.0
 
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """The crop window of the last two axes (a view)."""
+        return array[..., self.top:self.top + self.size, self.left:self.left + self.size]
+
+    @property
+    def moves(self) -> "Transform":
+        """The flip and rotation alone, for an array already cropped."""
+        return replace(self, top=0, left=0)
+
     def __call__(self, array: np.ndarray) -> np.ndarray:
         """Apply to the last two axes of ``array``; the same call transforms images, soft targets
         (bilinear) and integer labels (nearest)."""
-        out = array[..., self.top:self.top + self.size, self.left:self.left + self.size]
+        out = self.crop(array)
         if self.flip is not None:
             out = np.flip(out, FLIP_AXES[self.flip])
         if self.angle:
@@ -135,27 +144,49 @@ class _StoreDataset(Dataset):
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: no such Zarr store")
         self._group = None
+        self._arrays: dict[str, Any] = {}
         self._pid: int | None = None
         group = open_arrays(self.path)
         self.num_classes = int(group.attrs["num_classes"])
         self.has_truth = "truth" in group
-        self.has_s2_nodata = "s2_nodata" in group
+        # a store whose attributes count no S2 pixel without data has nothing to read there
+        self.has_s2_nodata = ("s2_nodata" in group
+                              and int(group.attrs.get("s2_nodata_pixels", 1)) > 0)
         self.num_samples, self.num_seasons, self.height, self.width = group["label"].shape
 
     @property
     def group(self):
         if self._group is None or self._pid != os.getpid():
             self._group = open_arrays(self.path, validate=False)  # validated in __init__
+            self._arrays = {}
             self._pid = os.getpid()
         return self._group
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_group": None, "_pid": None}
+    def array(self, name: str):  # noqa: ANN201 - zarr.Array
+        """The store's array ``name``, opened once per process."""
+        group = self.group
+        if name not in self._arrays:
+            self._arrays[name] = group[name]
+        return self._arrays[name]
 
-    def ignore_nodata(self, label: np.ndarray, index: int, season: int) -> None:
-        """Set the label to ignore (in place) where S2 has no data (``s2_nodata``)."""
-        if self.has_s2_nodata:
-            label[np.asarray(self.group["s2_nodata"][index, season])] = IGNORE_INDEX
+    def read(self, requests: Sequence[tuple[str, tuple]]) -> list[np.ndarray]:
+        """``(array name, selection)`` pairs read together (:func:`read_selections`)."""
+        return read_selections([(self.array(name), selection) for name, selection in requests])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_group": None, "_arrays": {}, "_pid": None}
+
+    def pixel_arrays(self, images: Sequence[str], *, truth: bool = False) -> tuple[str, ...]:
+        """The per-(sample, season) arrays an item reads: ``images``, the true map (if asked
+        for and stored) and the S2 no-data flags (if S2 is read and the store has them)."""
+        return (*images, *(["truth"] if truth and self.has_truth else []),
+                *(["s2_nodata"] if self.has_s2_nodata and "s2" in images else []))
+
+
+def ignore_nodata(label: np.ndarray, item: dict[str, np.ndarray]) -> None:
+    """Set the label to ignore (in place) where S2 has no data (``s2_nodata``, if read)."""
+    if "s2_nodata" in item:
+        label[item.pop("s2_nodata")] = IGNORE_INDEX
 
 
 class PretrainDataset(_StoreDataset):
@@ -194,8 +225,12 @@ class PretrainDataset(_StoreDataset):
         made by one batched call, from the full maps but only on each item's crop window, then
         flipped and rotated with the images."""
         draws = [self._draw(self.indices[k]) for k in ks]
-        group = self.group
-        season_labels = np.stack([np.asarray(group["label"][index]) for index, _, _ in draws])
+        names = self.pixel_arrays(MODALITIES, truth=True)
+        values = iter(self.read([("label", (index,)) for index, _, _ in draws]
+                                + [(name, (index, season)) for index, season, _ in draws
+                                   for name in names]))
+        season_labels = np.stack([next(values) for _ in draws])
+        read = [{name: next(values) for name in names} for _ in draws]
         seasons = [season for _, season, _ in draws]
         if self.train and self.smoothing.get("enabled", True):
             soft = smoothing.smoothed_targets_batch(
@@ -208,17 +243,17 @@ class PretrainDataset(_StoreDataset):
                     for labels, season, (_, _, t) in zip(season_labels, seasons, draws,
                                                          strict=True)]
         items = []
-        for labels, target, (index, season, transform) in zip(season_labels, soft, draws,
-                                                             strict=True):
-            item = {
-                "s1": model_input(np.asarray(group["s1"][index, season]), "s1", 2),
-                "s2": model_input(np.asarray(group["s2"][index, season]), "s2", self.s2_bands),
-                "label": labels[season].astype(np.int64),
-            }
-            if self.has_truth:
-                item["truth"] = np.asarray(group["truth"][index, season]).astype(np.int64)
-            self.ignore_nodata(item["label"], index, season)
-            item = {key: transform(value) for key, value in item.items()}
+        for labels, target, arrays, (_, season, transform) in zip(season_labels, soft, read, draws,
+                                                                  strict=True):
+            # the input scaling is per pixel: on the crop alone, then flipped and rotated
+            images = {"s1": model_input(transform.crop(arrays.pop("s1")), "s1", 2),
+                      "s2": model_input(transform.crop(arrays.pop("s2")), "s2", self.s2_bands)}
+            maps = {"label": labels[season].astype(np.int64)}
+            ignore_nodata(maps["label"], arrays)
+            if "truth" in arrays:
+                maps["truth"] = arrays["truth"].astype(np.int64)
+            item = {**{key: transform.moves(value) for key, value in images.items()},
+                    **{key: transform(value) for key, value in maps.items()}}
             item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})
         return items
@@ -228,7 +263,7 @@ class PretrainDataset(_StoreDataset):
         """The (already cropped) target flipped and rotated as the reference moves it: its prior
         part like the image (bilinear), its hard part (1 - alpha - beta) Z, or all of it without
         smoothing, as the one-hot of the nearest-neighbour moved labels."""
-        moved = replace(transform, top=0, left=0)
+        moved = transform.moves
         if not transform.angle:
             return moved(target)  # flips move hard and prior parts alike
         smoothed = self.train and self.smoothing.get("enabled", True)
@@ -278,16 +313,28 @@ class SegmentationDataset(_StoreDataset):
         return self.num_samples
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        season = int(rng.integers(self.num_seasons)) if self.crop else 0
-        image = model_input(np.asarray(self.group[self.modality][index, season]), self.modality,
-                            self.num_bands)
-        label = np.asarray(self.group["label"][index, season]).astype(np.int64)
-        if self.modality == "s2":
-            self.ignore_nodata(label, index, season)
-        if self.crop:
-            transform = random_transform(rng, self.height, self.width, self.crop, self.flip_p,
-                                         self.rotate_p)
-            image, label = transform(image), transform(label)
-        return {"image": torch.from_numpy(image), "label": torch.from_numpy(label)}
+        return self.__getitems__([index])[0]
 
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Tiles ``indices`` (a DataLoader batch), their arrays read together."""
+        rngs = [np.random.default_rng((self.seed, self.epoch, index)) for index in indices]
+        seasons = [int(rng.integers(self.num_seasons)) if self.crop else 0 for rng in rngs]
+        names = ("label", *self.pixel_arrays([self.modality]))
+        values = iter(self.read([(name, (index, season)) for index, season in zip(
+            indices, seasons, strict=True) for name in names]))
+        items = []
+        for rng in rngs:
+            arrays = {name: next(values) for name in names}
+            image = arrays.pop(self.modality)
+            label = arrays.pop("label").astype(np.int64)
+            ignore_nodata(label, arrays)
+            if self.crop:  # the input scaling is per pixel: on the crop alone
+                transform = random_transform(rng, self.height, self.width, self.crop,
+                                             self.flip_p, self.rotate_p)
+                image = transform.moves(model_input(transform.crop(image), self.modality,
+                                                    self.num_bands))
+                label = transform(label)
+            else:
+                image = model_input(image, self.modality, self.num_bands)
+            items.append({"image": torch.from_numpy(image), "label": torch.from_numpy(label)})
+        return items

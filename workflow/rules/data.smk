@@ -59,12 +59,13 @@ rule store:
         f"{LOGS}/store/{{store}}.log",
     benchmark:
         f"{BENCH}/store/{{store}}.tsv"
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=12 * 60,
     shell:
         "cromss data ingest {wildcards.store} --raw {params.raw} {params.trees} --out {output} "
-        "> {log} 2>&1"
+        "--workers {threads} > {log} 2>&1"
 
 
 rule quicklook:

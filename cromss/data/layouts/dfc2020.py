@@ -12,7 +12,8 @@ share the number ``p<N>``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +43,22 @@ def patch_name(split: str, kind: str, number: int) -> str:
     return f"ROIs0000_{split}_{kind}_0_p{number}.tif"
 
 
-def iter_dfc(root: Path, split: str) -> tuple[int, Iterator[Sample]]:
-    """DFC2020 patches of ``ROIs0000_validation`` (split ``validation``) or ``ROIs0000_test``."""
+def iter_dfc(root: Path, split: str) -> tuple[int, Iterator[Callable[[], Sample]]]:
+    """DFC2020 patches of ``ROIs0000_validation`` (split ``validation``) or ``ROIs0000_test``:
+    their number and a reader for each."""
     folders = split_folders(root, split)
     if not folders["s2"].is_dir():
         raise FileNotFoundError(f"{folders['s2']}: folder not found (a DFC2020 root holds "
                                 "ROIs0000_validation/ and ROIs0000_test/)")
     numbers = sorted(patch_number(p.name) for p in folders["s2"].glob("*.tif"))
 
-    def samples() -> Iterator[Sample]:
+    def samples() -> Iterator[Callable[[], Sample]]:
         for number in numbers:
             paths = {kind: folders[kind] / patch_name(split, kind, number) for kind in KINDS}
             missing = [str(p) for p in paths.values() if not p.is_file()]
             if missing:
                 raise FileNotFoundError(f"{', '.join(missing)}: file not found")
-            yield read_tile(f"p{number}", paths["s1"], paths["s2"], paths["dfc"])
+            yield partial(read_tile, f"p{number}", paths["s1"], paths["s2"], paths["dfc"])
 
     return len(numbers), samples()
 

@@ -27,7 +27,8 @@ Quirks, from the CromSS data-preparation scripts (``zhu-xlab/CromSS``, ``data_pr
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -138,11 +139,11 @@ def read_nol_location(ssl4eo_root: Path, noldo_root: Path, location: str,
 
 
 def iter_nol(ssl4eo_root: Path, noldo_root: Path, truth_root: Path | None = None
-             ) -> tuple[int, Iterator[Sample]]:
-    """The number of NoL locations and an iterator over them, in ``dw_complete_ids.csv`` order."""
+             ) -> tuple[int, Iterator[Callable[[], Sample]]]:
+    """The number of NoL locations and a reader for each, in ``dw_complete_ids.csv`` order."""
     rows = read_ids(Path(noldo_root) / NOL_DIR / IDS_CSV)
-    return len(rows), (read_nol_location(Path(ssl4eo_root), Path(noldo_root), loc, seasons,
-                                         truth_root) for loc, seasons in rows)
+    return len(rows), (partial(read_nol_location, Path(ssl4eo_root), Path(noldo_root), loc,
+                               seasons, truth_root) for loc, seasons in rows)
 
 
 # --- SSL4EO-S12@DW / @OSM tiles ------------------------------------------------------------------
@@ -190,12 +191,13 @@ def read_tile(sample_id: str, s1_path: Path, s2_path: Path, label_path: Path,
                   label_paths=(label_path,), s2_filled=filled)
 
 
-def iter_tiles(split_dir: Path, task: str) -> tuple[int, Iterator[Sample]]:
-    """The tiles of one split folder (``dw_train`` ...), paired by key after the prefix."""
+def iter_tiles(split_dir: Path, task: str) -> tuple[int, Iterator[Callable[[], Sample]]]:
+    """The tiles of one split folder (``dw_train`` ...), paired by key after the prefix: their
+    number and a reader for each."""
     folders = tile_folders(split_dir, task)
     keys = tile_keys(split_dir)
 
-    def samples() -> Iterator[Sample]:
+    def samples() -> Iterator[Callable[[], Sample]]:
         for key in keys:
             paths = {kind: folder / f"{TILE_PREFIX[kind]}{key}.tif"
                      for kind, folder in folders.items()}
@@ -203,9 +205,9 @@ def iter_tiles(split_dir: Path, task: str) -> tuple[int, Iterator[Sample]]:
             if missing:
                 raise FileNotFoundError(f"{', '.join(missing)}: file not found (the pair of "
                                         f"{paths['s2'].name})")
-            yield read_tile(key, paths["s1"], paths["s2"], paths[task],
-                            s2_counts=(len(S2_TILE_BANDS), len(S2_BANDS)),
-                            label_band=1 if task == "dw" else 0)
+            yield partial(read_tile, key, paths["s1"], paths["s2"], paths[task],
+                          s2_counts=(len(S2_TILE_BANDS), len(S2_BANDS)),
+                          label_band=1 if task == "dw" else 0)
 
     return len(keys), samples()
 

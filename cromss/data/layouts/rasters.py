@@ -101,13 +101,18 @@ def read_raster(path: Path, *, count: int | Sequence[int] | None = None
         return data, grid_of(src)
 
 
+def _close(a: Sequence[float], b: Sequence[float], tolerance: float) -> bool:
+    """Every coordinate of ``a`` within ``tolerance`` of ``b`` (few numbers: no numpy)."""
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
+
+
 def check_on_grid(grid: Grid, other: Grid, grid_path: Path, other_path: Path) -> None:
     """Raise unless ``other`` has the CRS of ``grid`` and its bounds to within one own pixel."""
     if other.epsg != grid.epsg:
         raise ValueError(f"{other_path}: CRS EPSG:{other.epsg} differs from EPSG:{grid.epsg} "
                          f"of {grid_path}")
     tolerance = max(other.pixel, abs(other.transform[5])) * (1 + 1e-6)
-    if not np.allclose(other.bounds, grid.bounds, rtol=0, atol=tolerance):
+    if not _close(other.bounds, grid.bounds, tolerance):
         raise ValueError(f"{other_path}: bounds {other.bounds} differ from {grid.bounds} of "
                          f"{grid_path} by more than one pixel of the file ({tolerance:.6g})")
 
@@ -117,36 +122,142 @@ def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool =
     """``data`` (bands, h, w) on ``source`` -> (bands, H, W) on ``grid`` by the transforms.
 
     The source is padded by one edge pixel first, so that a grid whose edge lies within one source
-    pixel of the source's edge is fully covered; what lies farther out gets ``fill``.
+    pixel of the source's edge is fully covered; what lies farther out gets ``fill``. Bilinear
+    between north-up grids of one CRS (every SSL4EO-S12 band) is computed in numpy, exactly as
+    GDAL's warper does it but without its set-up per call (nearest always, bilinear from pixels at
+    least as large as the grid's); anything else goes through GDAL.
     """
-    from affine import Affine
-    from rasterio.crs import CRS
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
-
-    if source.epsg == grid.epsg and source.shape == grid.shape and np.allclose(
-            source.transform, grid.transform, rtol=0, atol=grid.pixel * 1e-6):
+    if source.epsg == grid.epsg and source.shape == grid.shape and _close(
+            source.transform, grid.transform, grid.pixel * 1e-6):
         return data
     padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
     work = padded.astype(np.float64) if not nearest else padded
-    out = np.full((data.shape[0], *grid.shape), fill, dtype=work.dtype)
-    src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
-    reproject(work, out, src_transform=source.affine @ Affine.translation(-1, -1),
-              src_crs=CRS.from_epsg(source.epsg), dst_transform=grid.affine,
-              dst_crs=CRS.from_epsg(grid.epsg), src_nodata=src_nodata, dst_nodata=fill,
-              resampling=Resampling.nearest if nearest else Resampling.bilinear)
+    if source.epsg == grid.epsg and _axis_aligned(source) and _axis_aligned(grid) and (
+            nearest or _not_finer(source, grid)):
+        resample = nearest_axis_aligned if nearest else bilinear_axis_aligned
+        out = resample(work, source.transform, grid, fill)
+    else:
+        out = _gdal_warp(work, source, grid, nearest, fill)
     if data.dtype.kind in "ui":
         info = np.iinfo(data.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
     return out.astype(data.dtype)
 
 
-def read_onto(path: Path, grid: Grid, grid_path: Path, *, count: int | Sequence[int] | None = 1,
-              nearest: bool = False, fill: float = 0) -> np.ndarray:
-    """A GeoTIFF checked against ``grid`` and resampled onto it (see :func:`resample_onto`)."""
-    data, source = read_raster(path, count=count)
-    check_on_grid(grid, source, grid_path, path)
-    return resample_onto(data, source, grid, nearest=nearest, fill=fill)
+def _axis_aligned(grid: Grid) -> bool:
+    return grid.transform[2] == 0 and grid.transform[4] == 0
+
+
+def _bilinear_weights(count: int, start: float, step: float, src_start: float, src_step: float,
+                      src_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Along one axis: the (count x src_count) weights of GDAL's bilinear kernel (each output
+    pixel centre between its two nearest source pixel centres) and the source pixel each output
+    centre falls in (-1 where outside)."""
+    position = (start + (np.arange(count) + 0.5) * step - src_start) / src_step - 0.5
+    low = np.floor(position).astype(np.int64)
+    weights = np.zeros((count, src_count))
+    rows = np.arange(count)
+    for index, weight in ((low, 1 - (position - low)), (low + 1, position - low)):
+        inside = (index >= 0) & (index < src_count)
+        np.add.at(weights, (rows[inside], index[inside]), weight[inside])
+    return weights, _source_pixels(count, start, step, src_start, src_step, src_count)
+
+
+def _not_finer(source: Grid, grid: Grid) -> bool:
+    """Source pixels at least as large as the grid's (GDAL widens its kernel to downsample)."""
+    return (abs(source.transform[1]) >= abs(grid.transform[1]) * (1 - 1e-9)
+            and abs(source.transform[5]) >= abs(grid.transform[5]) * (1 - 1e-9))
+
+
+def _source_pixels(count: int, start: float, step: float, src_start: float, src_step: float,
+                   src_count: int) -> np.ndarray:
+    """Along one axis: the source pixel each output pixel centre falls in (-1 where outside)."""
+    position = (start + (np.arange(count) + 0.5) * step - src_start) / src_step
+    index = np.floor(position).astype(np.int64)
+    return np.where((index >= 0) & (index < src_count), index, -1)
+
+
+def nearest_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], grid: Grid,
+                         fill: float) -> np.ndarray:
+    """GDAL's nearest-neighbour warp between two north-up grids of one CRS: each output pixel
+    takes the source pixel its centre falls in (``work`` padded by one pixel), ``fill`` outside."""
+    x0, dx, _, y0, _, dy = source_transform
+    rows = _source_pixels(grid.shape[0], grid.transform[3], grid.transform[5], y0 - dy, dy,
+                          work.shape[-2])
+    columns = _source_pixels(grid.shape[1], grid.transform[0], grid.transform[1], x0 - dx, dx,
+                             work.shape[-1])
+    out = work[:, rows[:, None], columns[None, :]]
+    out[:, (rows[:, None] < 0) | (columns[None, :] < 0)] = fill
+    return out
+
+
+def bilinear_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], grid: Grid,
+                          fill: float) -> np.ndarray:
+    """GDAL's bilinear warp of ``work`` (bands, h, w; the source padded by one pixel) between
+    two north-up grids of one CRS, as two small matrix products per band: NaN pixels carry no
+    weight, the others' weights are renormalised (GDAL's rule), and output pixels with no
+    weight (below 1e-5) get ``fill``; an output pixel whose centre falls in a NaN pixel is NaN."""
+    x0, dx, _, y0, _, dy = source_transform
+    height, width = work.shape[-2:]
+    along_y, under_y = _bilinear_weights(grid.shape[0], grid.transform[3], grid.transform[5],
+                                         y0 - dy, dy, height)
+    along_x, under_x = _bilinear_weights(grid.shape[1], grid.transform[0], grid.transform[1],
+                                         x0 - dx, dx, width)
+    valid = np.isfinite(work)
+    values = along_y @ np.where(valid, work, 0) @ along_x.T
+    weight = along_y @ valid.astype(np.float64) @ along_x.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(weight >= 1e-5, values / weight, fill)
+    if not valid.all():
+        centre_invalid = ~valid[:, under_y[:, None], under_x[None, :]]
+        centre_invalid &= (under_y[:, None] >= 0) & (under_x[None, :] >= 0)
+        out[centre_invalid] = np.nan
+    return out
+
+
+def _gdal_warp(work: np.ndarray, source: Grid, grid: Grid, nearest: bool, fill: float
+               ) -> np.ndarray:
+    """rasterio's ``reproject`` of ``work`` (the source padded by one pixel) onto ``grid``; with
+    NaN as no data one band at a time (a multi-band warp voids a pixel missing in any band)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
+    groups = [work[i:i + 1] for i in range(len(work))] if src_nodata is not None else [work]
+    out = []
+    for bands in groups:
+        warped = np.full((bands.shape[0], *grid.shape), fill, dtype=work.dtype)
+        reproject(bands, warped, src_transform=source.affine @ Affine.translation(-1, -1),
+                  src_crs=CRS.from_epsg(source.epsg), dst_transform=grid.affine,
+                  dst_crs=CRS.from_epsg(grid.epsg), src_nodata=src_nodata, dst_nodata=fill,
+                  resampling=Resampling.nearest if nearest else Resampling.bilinear)
+        out.append(warped)
+    return np.concatenate(out)
+
+
+def read_bands(paths: Sequence[Path]) -> list[tuple[np.ndarray, Grid]]:
+    """Single-band GeoTIFFs, each as ``(1, H, W)`` with its grid."""
+    return [read_raster(path, count=1) for path in paths]
+
+
+def bands_onto(read: Sequence[tuple[np.ndarray, Grid]], paths: Sequence[Path], grid: Grid,
+               grid_path: Path, *, fill: float = 0) -> list[np.ndarray]:
+    """Bands read by :func:`read_bands` from ``paths``, each checked against ``grid`` and
+    resampled onto it (bilinear), in order. Bands that share a grid and type are resampled in
+    one call."""
+    groups: dict[tuple, list[int]] = {}
+    for i, ((data, source), path) in enumerate(zip(read, paths, strict=True)):
+        check_on_grid(grid, source, grid_path, path)
+        groups.setdefault((source, data.dtype.str), []).append(i)
+    out: list[np.ndarray] = [np.empty(0)] * len(read)
+    for (source, _), members in groups.items():
+        stack = resample_onto(np.concatenate([read[i][0] for i in members]), source, grid,
+                              fill=fill)
+        for i, band in zip(members, stack, strict=True):
+            out[i] = band
+    return out
 
 
 def read_label_onto(path: Path, grid: Grid, grid_path: Path, *, min_overlap: float = 0.5,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS, S2_NATIVE_RESOLUTION_M
-from cromss.data.layouts.rasters import Grid, read_onto, read_raster, write_tif
+from cromss.data.layouts.rasters import Grid, bands_onto, read_bands, write_tif
 from cromss.data.store import s2_digital_numbers
 
 S2_DIR, S1_DIR = "s2c", "s1"
@@ -76,9 +76,11 @@ def read_s2_season(folder: Path) -> tuple[np.ndarray, Grid, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: season folder missing")
     reference = folder / "B2.tif"
-    _, grid = read_raster(reference, count=1)
-    bands = [s2_digital_numbers(read_onto(folder / f"{band}.tif", grid, reference),
-                                folder / f"{band}.tif")[0] for band in S2_BANDS]
+    paths = [folder / f"{band}.tif" for band in S2_BANDS]
+    read = read_bands(paths)
+    grid = read[S2_BANDS.index("B2")][1]
+    bands = [s2_digital_numbers(band[None], path)[0]
+             for band, path in zip(bands_onto(read, paths, grid, reference), paths, strict=True)]
     return np.stack(bands), grid, reference
 
 
@@ -86,8 +88,8 @@ def read_s1_season(folder: Path, grid: Grid, reference: Path) -> np.ndarray:
     """VV and VH of one season folder on the S2 grid (bilinear, NaN kept as no data)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: season folder missing")
-    return np.stack([read_onto(folder / f"{band}.tif", grid, reference)[0].astype(np.float32)
-                     for band in S1_BANDS])
+    paths = [folder / f"{band}.tif" for band in S1_BANDS]
+    return np.stack(bands_onto(read_bands(paths), paths, grid, reference)).astype(np.float32)
 
 
 def season_dirs(location: Path) -> list[str]:

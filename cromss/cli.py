@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from cromss import __version__, logs
+from cromss import __version__, logs, warm
 
 COMMAND_MODULES = (
     "cromss.data.cli",
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    forwarded = warm.forward(argv)  # a child of the workflow's warm server, if one runs
+    if forwarded is not None:
+        return forwarded
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
     started = time.perf_counter()

@@ -142,6 +142,9 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
     assert len(job_logs) > 40
     for job_log in job_logs:  # every job's log opens with its header
         assert "INFO cromss: version: cromss" in job_log.read_text().split("\n", 1)[0], job_log
+    training = [p for p in job_logs if p.parent.name in ("pretrain", "finetune")]
+    for job_log in training:  # forked from the run's warm server, not importing torch again
+        assert "forked from the warm server" in job_log.read_text(), job_log
     snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
     assert (tiny_run / "report.html").read_text().count("cromss-table") >= 4  # tables 1-4
 

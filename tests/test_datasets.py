@@ -261,3 +261,18 @@ def test_the_crop_is_scaled_as_the_whole_image_would_be(store):
         image = datasets.model_input(np.asarray(group["s2"][index, season]), "s2", 13)
         torch.testing.assert_close(ds[index]["image"], torch.from_numpy(transform(image)),
                                    rtol=0, atol=1e-6)
+
+
+def test_tiles_are_decoded_once_per_process(store, monkeypatch):
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=5)
+    first = ds.__getitems__([0, 1, 2])
+    reads = []
+    monkeypatch.setattr(datasets._StoreDataset, "read",
+                        lambda self, requests: reads.extend(requests) or [])
+    again = ds.__getitems__([0, 1, 2])  # the same epoch: the same draws, from the cache
+    assert reads == []
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    full = datasets.TileCache(limit=10)
+    full.add({"key": {"label": np.zeros(100, np.uint8)}})
+    assert "key" not in full and full.size == 0

@@ -285,6 +285,26 @@ class PretrainDataset(_StoreDataset):
         return index, season, transform
 
 
+class TileCache(dict):
+    """Decoded downstream tiles kept in memory, up to ``limit`` bytes per process (then no more
+    are added): fine-tuning reads the same tiles in every epoch and every run of its group."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.size = limit, 0
+
+    def add(self, tiles: dict[tuple, dict[str, np.ndarray]]) -> None:
+        """Keep ``tiles`` (key -> arrays) while they fit."""
+        for key, arrays in tiles.items():
+            size = sum(a.nbytes for a in arrays.values())
+            if self.size + size <= self.limit:
+                self[key] = arrays
+                self.size += size
+
+
+TILE_CACHE = TileCache(1 << 30)
+
+
 class SegmentationDataset(_StoreDataset):
     """Downstream tiles of one modality with their exact labels.
 
@@ -305,6 +325,7 @@ class SegmentationDataset(_StoreDataset):
         self.rotate_p = rotate_p
         self.seed = seed
         self.epoch = 0
+        self.identity = (str(self.path.resolve()), (self.path / "zarr.json").stat().st_mtime_ns)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -316,15 +337,21 @@ class SegmentationDataset(_StoreDataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Tiles ``indices`` (a DataLoader batch), their arrays read together."""
+        """Tiles ``indices`` (a DataLoader batch), their arrays read together (or taken from
+        :data:`TILE_CACHE`)."""
         rngs = [np.random.default_rng((self.seed, self.epoch, index)) for index in indices]
         seasons = [int(rng.integers(self.num_seasons)) if self.crop else 0 for rng in rngs]
         names = ("label", *self.pixel_arrays([self.modality]))
-        values = iter(self.read([(name, (index, season)) for index, season in zip(
-            indices, seasons, strict=True) for name in names]))
+        keys = [(self.identity, names, index, season)
+                for index, season in zip(indices, seasons, strict=True)]
+        missing = [key for key in keys if key not in TILE_CACHE]
+        values = iter(self.read([(name, (index, season)) for *_, index, season in missing
+                                 for name in names]))
+        fetched = {key: {name: next(values) for name in names} for key in missing}
+        TILE_CACHE.add(fetched)
         items = []
-        for rng in rngs:
-            arrays = {name: next(values) for name in names}
+        for rng, key in zip(rngs, keys, strict=True):
+            arrays = dict(fetched.get(key) or TILE_CACHE[key])  # cached arrays are only read
             image = arrays.pop(self.modality)
             label = arrays.pop("label").astype(np.int64)
             ignore_nodata(label, arrays)

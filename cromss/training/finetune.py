@@ -273,11 +273,12 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
                             "time_s": round(time.perf_counter() - started, 3)})
             log.info(logs.epoch_line(records[-1], settings["epochs"]))
             epoch, step, loss_sum = epoch + 1, 0, 0.0
-            checkpoint.require_finite(model.state_dict(), f"the weights after epoch {epoch - 1}",
-                                      ckpt)
             every = int(settings.get("checkpoint_every", CHECKPOINT_EVERY))
             if every > 0 and epoch % every == 0 and epoch < settings["epochs"]:
+                checkpoint.require_finite(model.state_dict(),
+                                          f"the weights after epoch {epoch - 1}", ckpt)
                 save_state()
+    checkpoint.require_finite(model.state_dict(), "the final weights", ckpt)
     card = {
         "task": task, "arch": TASKS[task][3], "encoder": source.name, "modality": modality,
         "in_channels": source.in_channels,

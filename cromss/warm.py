@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 
 ENV = "CROMSS_WARM"
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals a client passes on to its command (the server blocks them across each fork)."""
 PRELOAD = ("cromss.training.runs", "cromss.training.finetune", "cromss.training.pretrain",
            "cromss.predict.cli", "cromss.report.figures", "cromss.report.tables",
            "cromss.data.ingest", "cromss.data.inspect", "cromss.data.synthetic", "cromss.release")
@@ -73,6 +75,16 @@ def forward(argv: list[str]) -> int | None:
     if not path or not Path(path).exists():
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    child: list[int] = []  # the command's pid, once the server has forked it
+    early: list[int] = []  # signals that came before it
+
+    def forward_signal(number: int, _: object) -> None:
+        if child:
+            _kill(child[0], number)
+        else:
+            early.append(number)
+
+    previous = {sig: signal.signal(sig, forward_signal) for sig in FORWARDED}
     try:
         conn.connect(path)
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
@@ -80,9 +92,14 @@ def forward(argv: list[str]) -> int | None:
         (pid,) = _STATUS.unpack(_exactly(conn, _STATUS.size))
     except (OSError, ConnectionError):
         conn.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for number in early:  # nothing was forked: the signal is this process's own
+            signal.raise_signal(number)
         return None
-    previous = {sig: signal.signal(sig, lambda number, _: _kill(pid, number))
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    child.append(pid)
+    for number in early:
+        _kill(pid, number)
     try:
         status, cpu, peak = _RESULT.unpack(_exactly(conn, _RESULT.size))
         print(f"cromss: ran as process {pid}, forked from the warm server ({ENV}={path}): "
@@ -111,8 +128,9 @@ def _kill(pid: int, number: int) -> None:
 def _run_child(request: dict, fds: list[int], listener: socket.socket) -> None:
     """In the forked child: become the client's process, run the command, exit with its status."""
     listener.close()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+    for sig in (*FORWARDED, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # one sent already acts now
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -195,9 +213,13 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
     except (OSError, ValueError, ConnectionError):
         client.close()
         return
+    # blocked across the fork: a signal sent to the child before it restores the default
+    # handlers waits for them instead of reaching the server's
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
         _run_child(request, fds, listener)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     for fd in fds:
         os.close(fd)
     pidfd = os.pidfd_open(pid)

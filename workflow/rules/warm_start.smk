@@ -11,6 +11,8 @@ import tempfile
 
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+WARM_SOCKET_VARIABLE = "CROMSS_WARM"  # cromss.warm.ENV: the jobs' commands find the server by it
+
 WARM_SERVER = {}
 
 
@@ -18,18 +20,18 @@ def start_warm_server():
     deployed = set(workflow.deployment_settings.deployment_method) & {
         DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
     if (not config.get("resources", {}).get("warm_start", True) or not workflow.local_exec or deployed
-            or os.environ.get("CROMSS_WARM")):
+            or os.environ.get(WARM_SOCKET_VARIABLE)):
         return
     folder = Path(tempfile.mkdtemp(prefix="cromss-warm-"))
     server = subprocess.Popen([sys.executable, "-m", "cromss.warm", str(folder / "socket")],
                               stdin=subprocess.DEVNULL)
     WARM_SERVER.update(server=server, folder=folder)
-    os.environ["CROMSS_WARM"] = str(folder / "socket")
+    os.environ[WARM_SOCKET_VARIABLE] = str(folder / "socket")
     atexit.register(stop_warm_server)
 
 
 def stop_warm_server():
-    os.environ.pop("CROMSS_WARM", None)
+    os.environ.pop(WARM_SOCKET_VARIABLE, None)
     server, folder = WARM_SERVER.pop("server", None), WARM_SERVER.pop("folder", None)
     if server is not None:
         server.terminate()

@@ -35,7 +35,7 @@ SIZE_MULTIPLE = 32
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """The reference's input scaling (method §1; ``constants.NORMALISATION_RULE``): each band
-    (axis 0) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
+    (axis -3: one image or a batch) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
     levels, then divided by 255 (NaN stays NaN)."""
     mean = np.asarray(mean, dtype=np.float32)[:, None, None]
     std = np.asarray(std, dtype=np.float32)[:, None, None]
@@ -45,10 +45,11 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
 
 def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
-    """Stored bands of one modality (band, y, x) -> the normalised model input."""
+    """Stored bands of one modality (band, y, x; or a batch of them) -> the normalised model
+    input."""
     norm = input_normalisation(modality, num_bands)
-    if modality == "s2":
-        raw = raw[list(s2_band_indices(num_bands))]
+    if modality == "s2" and num_bands != raw.shape[-3]:
+        raw = np.take(raw, s2_band_indices(num_bands), axis=-3)
     return normalise(raw, norm["mean"], norm["std"])
 
 
@@ -242,17 +243,18 @@ class PretrainDataset(_StoreDataset):
             soft = [Transform(t.top, t.left, t.size)(one_hot(labels[season], self.num_classes))
                     for labels, season, (_, _, t) in zip(season_labels, seasons, draws,
                                                          strict=True)]
+        # the input scaling is per pixel: on the crops alone, the batch at once, then each item
+        # flipped and rotated
+        images = {m: model_input(np.stack([t.crop(arrays.pop(m)) for arrays, (_, _, t) in zip(
+            read, draws, strict=True)]), m, 2 if m == "s1" else self.s2_bands) for m in MODALITIES}
         items = []
-        for labels, target, arrays, (_, season, transform) in zip(season_labels, soft, read, draws,
-                                                                  strict=True):
-            # the input scaling is per pixel: on the crop alone, then flipped and rotated
-            images = {"s1": model_input(transform.crop(arrays.pop("s1")), "s1", 2),
-                      "s2": model_input(transform.crop(arrays.pop("s2")), "s2", self.s2_bands)}
+        for i, (labels, target, arrays, (_, season, transform)) in enumerate(zip(
+                season_labels, soft, read, draws, strict=True)):
             maps = {"label": labels[season].astype(np.int64)}
             ignore_nodata(maps["label"], arrays)
             if "truth" in arrays:
                 maps["truth"] = arrays["truth"].astype(np.int64)
-            item = {**{key: transform.moves(value) for key, value in images.items()},
+            item = {**{key: transform.moves(value[i]) for key, value in images.items()},
                     **{key: transform(value) for key, value in maps.items()}}
             item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})

@@ -117,16 +117,16 @@ def read_nol_location(ssl4eo_root: Path, noldo_root: Path, location: str,
                                     "but has no images")
     s1_seasons = ssl4eo_s12.pair_by_date(seasons, ssl4eo_s12.season_dirs(s1_root), s1_root)
     label_root = noldo_root / NOL_DIR / location
-    s1, s2, labels, truths, label_paths = [], [], [], [], []
-    grid = None
-    for s2_name, s1_name in zip(seasons, s1_seasons):
-        image, season_grid, reference = ssl4eo_s12.read_s2_season(s2_root / s2_name)
-        if grid is not None:
-            check_on_grid(grid, season_grid, s2_root, reference)
-            image = resample_onto(image, season_grid, grid)
-        grid = grid or season_grid
-        s2.append(image)
-        s1.append(ssl4eo_s12.read_s1_season(s1_root / s1_name, grid, reference))
+    s2_seasons = ssl4eo_s12.read_s2_seasons([s2_root / name for name in seasons])
+    grid = s2_seasons[0][1]  # every season on the first one's grid
+    s2 = []
+    for image, season_grid, reference in s2_seasons:
+        check_on_grid(grid, season_grid, s2_root, reference)
+        s2.append(resample_onto(image, season_grid, grid))
+    references = [reference for _, _, reference in s2_seasons]
+    s1 = ssl4eo_s12.read_s1_seasons([s1_root / name for name in s1_seasons], grid, references)
+    labels, truths, label_paths = [], [], []
+    for s2_name, reference in zip(seasons, references, strict=True):
         label_paths.append(label_root / s2_name / "label.tif")
         labels.append(read_label_onto(label_paths[-1], grid, reference))
         if truth_root is not None:

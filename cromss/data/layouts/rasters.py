@@ -122,20 +122,19 @@ def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool =
     """``data`` (bands, h, w) on ``source`` -> (bands, H, W) on ``grid`` by the transforms.
 
     The source is padded by one edge pixel first, so that a grid whose edge lies within one source
-    pixel of the source's edge is fully covered; what lies farther out gets ``fill``. Bilinear
-    between north-up grids of one CRS (every SSL4EO-S12 band) is computed in numpy, exactly as
-    GDAL's warper does it but without its set-up per call (nearest always, bilinear from pixels at
-    least as large as the grid's); anything else goes through GDAL.
+    pixel of the source's edge is fully covered; what lies farther out gets ``fill``. Nearest
+    neighbour between north-up grids of one CRS (the NoLDO labels) is computed in numpy, exactly
+    as GDAL's warper does it but without its set-up per call; everything else goes through GDAL
+    (bilinear in numpy would differ from GDAL by one digital number where a value falls exactly
+    half-way, and change the stores).
     """
     if source.epsg == grid.epsg and source.shape == grid.shape and _close(
             source.transform, grid.transform, grid.pixel * 1e-6):
         return data
     padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
     work = padded.astype(np.float64) if not nearest else padded
-    if source.epsg == grid.epsg and _axis_aligned(source) and _axis_aligned(grid) and (
-            nearest or _not_finer(source, grid)):
-        resample = nearest_axis_aligned if nearest else bilinear_axis_aligned
-        out = resample(work, source.transform, grid, fill)
+    if nearest and source.epsg == grid.epsg and _axis_aligned(source) and _axis_aligned(grid):
+        out = nearest_axis_aligned(work, source.transform, grid, fill)
     else:
         out = _gdal_warp(work, source, grid, nearest, fill)
     if data.dtype.kind in "ui":
@@ -146,27 +145,6 @@ def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool =
 
 def _axis_aligned(grid: Grid) -> bool:
     return grid.transform[2] == 0 and grid.transform[4] == 0
-
-
-def _bilinear_weights(count: int, start: float, step: float, src_start: float, src_step: float,
-                      src_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Along one axis: the (count x src_count) weights of GDAL's bilinear kernel (each output
-    pixel centre between its two nearest source pixel centres) and the source pixel each output
-    centre falls in (-1 where outside)."""
-    position = (start + (np.arange(count) + 0.5) * step - src_start) / src_step - 0.5
-    low = np.floor(position).astype(np.int64)
-    weights = np.zeros((count, src_count))
-    rows = np.arange(count)
-    for index, weight in ((low, 1 - (position - low)), (low + 1, position - low)):
-        inside = (index >= 0) & (index < src_count)
-        np.add.at(weights, (rows[inside], index[inside]), weight[inside])
-    return weights, _source_pixels(count, start, step, src_start, src_step, src_count)
-
-
-def _not_finer(source: Grid, grid: Grid) -> bool:
-    """Source pixels at least as large as the grid's (GDAL widens its kernel to downsample)."""
-    return (abs(source.transform[1]) >= abs(grid.transform[1]) * (1 - 1e-9)
-            and abs(source.transform[5]) >= abs(grid.transform[5]) * (1 - 1e-9))
 
 
 def _source_pixels(count: int, start: float, step: float, src_start: float, src_step: float,
@@ -188,30 +166,6 @@ def nearest_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], 
                              work.shape[-1])
     out = work[:, rows[:, None], columns[None, :]]
     out[:, (rows[:, None] < 0) | (columns[None, :] < 0)] = fill
-    return out
-
-
-def bilinear_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], grid: Grid,
-                          fill: float) -> np.ndarray:
-    """GDAL's bilinear warp of ``work`` (bands, h, w; the source padded by one pixel) between
-    two north-up grids of one CRS, as two small matrix products per band: NaN pixels carry no
-    weight, the others' weights are renormalised (GDAL's rule), and output pixels with no
-    weight (below 1e-5) get ``fill``; an output pixel whose centre falls in a NaN pixel is NaN."""
-    x0, dx, _, y0, _, dy = source_transform
-    height, width = work.shape[-2:]
-    along_y, under_y = _bilinear_weights(grid.shape[0], grid.transform[3], grid.transform[5],
-                                         y0 - dy, dy, height)
-    along_x, under_x = _bilinear_weights(grid.shape[1], grid.transform[0], grid.transform[1],
-                                         x0 - dx, dx, width)
-    valid = np.isfinite(work)
-    values = along_y @ np.where(valid, work, 0) @ along_x.T
-    weight = along_y @ valid.astype(np.float64) @ along_x.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(weight >= 1e-5, values / weight, fill)
-    if not valid.all():
-        centre_invalid = ~valid[:, under_y[:, None], under_x[None, :]]
-        centre_invalid &= (under_y[:, None] >= 0) & (under_x[None, :] >= 0)
-        out[centre_invalid] = np.nan
     return out
 
 
@@ -242,17 +196,18 @@ def read_bands(paths: Sequence[Path]) -> list[tuple[np.ndarray, Grid]]:
     return [read_raster(path, count=1) for path in paths]
 
 
-def bands_onto(read: Sequence[tuple[np.ndarray, Grid]], paths: Sequence[Path], grid: Grid,
-               grid_path: Path, *, fill: float = 0) -> list[np.ndarray]:
-    """Bands read by :func:`read_bands` from ``paths``, each checked against ``grid`` and
-    resampled onto it (bilinear), in order. Bands that share a grid and type are resampled in
-    one call."""
+def bands_onto(read: Sequence[tuple[np.ndarray, Grid]], paths: Sequence[Path],
+               targets: Sequence[tuple[Grid, Path]], *, fill: float = 0) -> list[np.ndarray]:
+    """Bands read by :func:`read_bands` from ``paths``, each checked against its target
+    ``(grid, path of the grid's file)`` and resampled onto it (bilinear), in order. Bands that
+    share their grid, target and type are resampled in one call."""
     groups: dict[tuple, list[int]] = {}
-    for i, ((data, source), path) in enumerate(zip(read, paths, strict=True)):
+    for i, ((data, source), path, (grid, grid_path)) in enumerate(
+            zip(read, paths, targets, strict=True)):
         check_on_grid(grid, source, grid_path, path)
-        groups.setdefault((source, data.dtype.str), []).append(i)
+        groups.setdefault((source, grid, data.dtype.str), []).append(i)
     out: list[np.ndarray] = [np.empty(0)] * len(read)
-    for (source, _), members in groups.items():
+    for (source, grid, _), members in groups.items():
         stack = resample_onto(np.concatenate([read[i][0] for i in members]), source, grid,
                               fill=fill)
         for i, band in zip(members, stack, strict=True):

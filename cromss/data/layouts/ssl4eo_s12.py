@@ -71,25 +71,35 @@ def location_dir(root: Path, modality_dir: str, location: str) -> Path:
     return base / f"{int(location):07d}"
 
 
-def read_s2_season(folder: Path) -> tuple[np.ndarray, Grid, Path]:
-    """The 13 L1C band files of one season folder on the grid of B2 (10 m)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: season folder missing")
-    reference = folder / "B2.tif"
-    paths = [folder / f"{band}.tif" for band in S2_BANDS]
+def read_s2_seasons(folders: Sequence[Path]) -> list[tuple[np.ndarray, Grid, Path]]:
+    """The 13 L1C band files of each season folder on the grid of its B2 (10 m); bands on the
+    same grid are resampled together, across seasons too."""
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: season folder missing")
+    paths = [folder / f"{band}.tif" for folder in folders for band in S2_BANDS]
     read = read_bands(paths)
-    grid = read[S2_BANDS.index("B2")][1]
+    b2 = S2_BANDS.index("B2")
+    grids = [(read[i + b2][1], paths[i + b2]) for i in range(0, len(paths), len(S2_BANDS))]
+    targets = [grid for grid in grids for _ in S2_BANDS]
     bands = [s2_digital_numbers(band[None], path)[0]
-             for band, path in zip(bands_onto(read, paths, grid, reference), paths, strict=True)]
-    return np.stack(bands), grid, reference
+             for band, path in zip(bands_onto(read, paths, targets), paths, strict=True)]
+    return [(np.stack(bands[i * len(S2_BANDS):(i + 1) * len(S2_BANDS)]), grid, reference)
+            for i, (grid, reference) in enumerate(grids)]
 
 
-def read_s1_season(folder: Path, grid: Grid, reference: Path) -> np.ndarray:
-    """VV and VH of one season folder on the S2 grid (bilinear, NaN kept as no data)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: season folder missing")
-    paths = [folder / f"{band}.tif" for band in S1_BANDS]
-    return np.stack(bands_onto(read_bands(paths), paths, grid, reference)).astype(np.float32)
+def read_s1_seasons(folders: Sequence[Path], grid: Grid, references: Sequence[Path]
+                    ) -> list[np.ndarray]:
+    """VV and VH of each season folder on the S2 grid (bilinear, NaN kept as no data), the
+    S2 file of each season named in errors."""
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: season folder missing")
+    paths = [folder / f"{band}.tif" for folder in folders for band in S1_BANDS]
+    targets = [(grid, reference) for reference in references for _ in S1_BANDS]
+    bands = bands_onto(read_bands(paths), paths, targets)
+    return [np.stack(bands[i:i + len(S1_BANDS)]).astype(np.float32)
+            for i in range(0, len(bands), len(S1_BANDS))]
 
 
 def season_dirs(location: Path) -> list[str]:

@@ -171,15 +171,16 @@ def nearest_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], 
 
 def _gdal_warp(work: np.ndarray, source: Grid, grid: Grid, nearest: bool, fill: float
                ) -> np.ndarray:
-    """rasterio's ``reproject`` of ``work`` (the source padded by one pixel) onto ``grid``; with
-    NaN as no data one band at a time (a multi-band warp voids a pixel missing in any band)."""
+    """rasterio's ``reproject`` of ``work`` (the source padded by one pixel) onto ``grid``; bands
+    holding NaN (no data) one at a time, since a multi-band warp voids a pixel missing in any band."""
     from affine import Affine
     from rasterio.crs import CRS
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
     src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
-    groups = [work[i:i + 1] for i in range(len(work))] if src_nodata is not None else [work]
+    split = src_nodata is not None and len(work) > 1 and np.isnan(work).any()
+    groups = [work[i:i + 1] for i in range(len(work))] if split else [work]
     out = []
     for bands in groups:
         warped = np.full((bands.shape[0], *grid.shape), fill, dtype=work.dtype)

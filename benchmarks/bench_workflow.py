@@ -226,7 +226,6 @@ def finetune_overhead(train: Path, settings: dict, setting: str, work: Path, epo
     every = int(settings.get("checkpoint_every", finetune.CHECKPOINT_EVERY))
     out = work / f"finetune_{setting}"
     datasets.TILE_CACHE.clear()  # the run decodes its tiles in its first epoch, as in the workflow
-    datasets.TILE_CACHE.size = 0
     torch.manual_seed(0)
     finetune.finetune(task=task, modality="s2", encoder="random", setting=setting, seed=0,
                       train=train, settings={**settings, "epochs": epochs}, out=out)

@@ -295,6 +295,10 @@ class TileCache(dict):
         super().__init__()
         self.limit, self.size = limit, 0
 
+    def clear(self) -> None:
+        super().clear()
+        self.size = 0
+
     def add(self, tiles: dict[tuple, dict[str, np.ndarray]]) -> None:
         """Keep ``tiles`` (key -> arrays) while they fit."""
         for key, arrays in tiles.items():

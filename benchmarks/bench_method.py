@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cromss import allocator
 from cromss.atomic import atomic_path
 from cromss.constants import IGNORE_INDEX
 from cromss.losses import cromss_loss
@@ -156,6 +157,7 @@ def smoothed_targets(size: int, crop: int, batch: int, ignored: float,
 
 def main() -> dict[str, object]:
     torch.set_num_threads(THREADS)
+    allocator.keep_freed_memory()  # as every cromss command runs
     steps = training_steps(repeats=11)
     targets = {f"{size}px_ignored_{share}": smoothed_targets(size, crop, batch, share,
                                                              repeats=15 if size == FULL else 5)

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from cromss import __version__, logs, warm
+from cromss import __version__, allocator, logs, warm
 
 COMMAND_MODULES = (
     "cromss.data.cli",
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     forwarded = warm.forward(argv)  # a child of the workflow's warm server, if one runs
     if forwarded is not None:
         return forwarded
+    allocator.keep_freed_memory()
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
     started = time.perf_counter()

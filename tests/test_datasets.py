@@ -129,6 +129,24 @@ def test_rotation_is_bilinear_with_reflect_101_borders_and_nearest_for_labels():
     assert np.mean(turned == expected) > 0.97  # nearest: ties at half-pixel positions may differ
 
 
+def test_arrays_rotated_together_equal_each_rotated_alone():
+    rng = np.random.default_rng(4)
+    floats = [rng.normal(size=(2, 20, 20)).astype(np.float32),
+              rng.normal(size=(3, 20, 20)).astype(np.float32), np.ones((20, 20), np.float32)]
+    ints = [rng.integers(0, 9, (20, 20)), rng.integers(0, 9, (20, 20)).astype(np.uint8)]
+    for group in (floats, ints):
+        together = datasets.rotate_together(group, 33.0)
+        for got, alone in zip(together, group, strict=True):
+            assert got.dtype == alone.dtype and got.shape == alone.shape
+            np.testing.assert_array_equal(got, datasets.rotate(alone, 33.0))
+    transform = datasets.Transform(0, 0, 20, flip=-1, angle=-52.0)
+    arrays = {"s2": floats[1], "label": ints[0], "soft": floats[0], "truth": ints[1]}
+    moved = transform.move_all(arrays)
+    assert list(moved) == list(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(moved[key], transform(value))
+
+
 def test_random_transform_draws_follow_the_reference():
     rng = np.random.default_rng(0)
     draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(6000)]
@@ -198,6 +216,24 @@ def test_a_batch_fetch_equals_single_items(store):
     loaded = next(iter(DataLoader(ds, batch_size=3)))
     expected = torch.stack([item["soft"] for item in ds.__getitems__([0, 1, 2])])
     torch.testing.assert_close(loaded["soft"], expected)
+
+
+def test_loaders_decode_with_zarrs_and_read_the_stored_values(store):
+    from cromss.data.store import PIXEL_VARS, open_array, read_selections
+
+    group = open_arrays(store)
+    names = [name for name in PIXEL_VARS if name in group]
+    assert {"s1", "s2", "label", "truth"} <= set(names)
+    for name in names:
+        fast, plain = open_array(group, name), group[name]
+        assert type(fast.async_array.codec_pipeline).__name__ == "ZarrsCodecPipeline"
+        assert type(plain.async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
+        stored = plain[:]
+        np.testing.assert_array_equal(fast[:], stored)
+        picks = [(fast, (3,)), (fast, (1, 2)), (fast, (0, slice(1, 3)))]
+        for got, (_, selection) in zip(read_selections(picks), picks, strict=True):
+            assert got.dtype == stored.dtype
+            np.testing.assert_array_equal(got, stored[selection])
 
 
 def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):

@@ -48,6 +48,10 @@ S2_REFLECTANCE_MAX = 2.0
 S2_QUANTIFICATION = 10000
 """L1C digital number = reflectance x 10000 (the products' QUANTIFICATION_VALUE)."""
 DN_MAX = np.iinfo(np.uint16).max
+READ_PIPELINE = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
+"""Arrays opened for reading decode their chunks with zarrs (Rust; 2-3x faster per chunk than
+zarr-python's own pipeline, benchmarks/README.md). Stores are written by zarr-python's pipeline,
+so their bytes do not depend on it."""
 REQUIRED_ATTRS = ("dataset", "split", "num_classes", "class_names", "ignore_index", "s1_bands",
                   "s2_bands", "normalisation", "cromss_version")
 
@@ -247,6 +251,12 @@ def read_selections(requests: Sequence[tuple[zarr.Array, tuple]]) -> list[np.nda
                                       for array, selection in requests))
 
     return [np.asarray(values) for values in sync(gather())]
+
+
+def open_array(group: zarr.Group, name: str) -> zarr.Array:
+    """Array ``name`` of a group from :func:`open_arrays`, its chunks decoded by zarrs."""
+    with zarr.config.set(READ_PIPELINE):  # the pipeline is chosen when the array is opened
+        return group[name]
 
 
 def open_arrays(path: str | os.PathLike, *, validate: bool = True) -> zarr.Group:

@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
 from cromss.constants import IGNORE_INDEX, UINT8_MAX, input_normalisation, s2_band_indices
-from cromss.data.store import open_arrays, read_selections
+from cromss.data.store import open_array, open_arrays, read_selections
 
 MODALITIES = ("s1", "s2")
 SIZE_MULTIPLE = 32
@@ -78,6 +78,16 @@ def rotate(array: np.ndarray, angle: float) -> np.ndarray:
     return np.rint(out).astype(array.dtype) if nearest else out
 
 
+def rotate_together(arrays: Sequence[np.ndarray], angle: float) -> list[np.ndarray]:
+    """:func:`rotate` of several arrays of one kind (all float or all integer) and size in one
+    resampling (it works band by band, so the values are the same); each keeps its shape and
+    type."""
+    stack = np.concatenate([array.reshape(-1, *array.shape[-2:]) for array in arrays])
+    bounds = np.cumsum([math.prod(array.shape[:-2]) for array in arrays])[:-1]
+    return [part.reshape(array.shape).astype(array.dtype, copy=False) for part, array in zip(
+        np.split(rotate(stack, angle), bounds), arrays, strict=True)]
+
+
 @dataclass(frozen=True)
 class Transform:
     """One crop window, then albumentations' ``Flip`` (code ``flip``, None for no flip), then its
@@ -98,6 +108,21 @@ class Transform:
     def moves(self) -> "Transform":
         """The flip and rotation alone, for an array already cropped."""
         return replace(self, top=0, left=0)
+
+    def move_all(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The flip and rotation of several cropped arrays of one item, as :meth:`moves` of each:
+        the floats rotated in one resampling, the integer maps in another."""
+        if not self.angle:
+            return {key: self.moves(value) for key, value in arrays.items()}
+        flip = Transform(0, 0, self.size, self.flip)
+        flipped = {key: flip(value) for key, value in arrays.items()}
+        moved: dict[str, np.ndarray] = {}
+        for integer in (False, True):
+            keys = [key for key, value in flipped.items()
+                    if np.issubdtype(value.dtype, np.integer) == integer]
+            if keys:
+                moved.update(zip(keys, rotate_together([flipped[k] for k in keys], self.angle)))
+        return {key: moved[key] for key in arrays}
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         """Apply to the last two axes of ``array``; the same call transforms images, soft targets
@@ -167,7 +192,7 @@ class _StoreDataset(Dataset):
         """The store's array ``name``, opened once per process."""
         group = self.group
         if name not in self._arrays:
-            self._arrays[name] = group[name]
+            self._arrays[name] = open_array(group, name)
         return self._arrays[name]
 
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[np.ndarray]:
@@ -250,30 +275,29 @@ class PretrainDataset(_StoreDataset):
         items = []
         for i, (labels, target, arrays, (_, season, transform)) in enumerate(zip(
                 season_labels, soft, read, draws, strict=True)):
-            maps = {"label": labels[season].astype(np.int64)}
-            ignore_nodata(maps["label"], arrays)
+            label = labels[season].astype(np.int64)
+            ignore_nodata(label, arrays)
+            maps = {"label": transform.crop(label)}
             if "truth" in arrays:
-                maps["truth"] = arrays["truth"].astype(np.int64)
-            item = {**{key: transform.moves(value[i]) for key, value in images.items()},
-                    **{key: transform(value) for key, value in maps.items()}}
-            item["soft"] = self._moved_target(target, labels[season], item["label"], transform)
+                maps["truth"] = transform.crop(arrays["truth"].astype(np.int64))
+            # the reference moves the target's prior part like the image (bilinear) and its hard
+            # part, (1 - alpha - beta) Z (all of it without smoothing), as the nearest-neighbour
+            # moved labels; flips move both alike
+            hard = self._hard_share() if transform.angle else 0.0
+            if hard:
+                target = target - hard * one_hot(transform.crop(labels[season]), self.num_classes)
+            item = transform.move_all({**{key: value[i] for key, value in images.items()},
+                                       **maps, "soft": target})
+            if hard:
+                item["soft"] += hard * one_hot(item["label"], self.num_classes)
             items.append({key: torch.from_numpy(value) for key, value in item.items()})
         return items
 
-    def _moved_target(self, target: np.ndarray, labels: np.ndarray, moved_labels: np.ndarray,
-                      transform: Transform) -> np.ndarray:
-        """The (already cropped) target flipped and rotated as the reference moves it: its prior
-        part like the image (bilinear), its hard part (1 - alpha - beta) Z, or all of it without
-        smoothing, as the one-hot of the nearest-neighbour moved labels."""
-        moved = transform.moves
-        if not transform.angle:
-            return moved(target)  # flips move hard and prior parts alike
-        smoothed = self.train and self.smoothing.get("enabled", True)
-        hard = 1.0 - (self.smoothing.get("alpha", 0.15) + self.smoothing.get("beta", 0.05)
-                      if smoothed else 0.0)
-        cropped = Transform(transform.top, transform.left, transform.size)(labels)
-        prior = target - hard * one_hot(cropped, self.num_classes)
-        return moved(prior) + hard * one_hot(moved_labels, self.num_classes)
+    def _hard_share(self) -> float:
+        """The share of a target that is the one-hot label: 1 - alpha - beta, or 1 unsmoothed."""
+        if self.train and self.smoothing.get("enabled", True):
+            return 1.0 - (self.smoothing.get("alpha", 0.15) + self.smoothing.get("beta", 0.05))
+        return 1.0
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:
         """The season and transform of sample ``index``, from its own seeded generator."""

@@ -147,7 +147,9 @@ BROKEN = {
                         r"Forbidden|SignatureDoesNotMatch|signature we calculated does not match"),
     "missing bucket": ({}, ("url", "s3://no-such-bucket/results"),
                        r"NoSuchBucket|bucket does not exist"),
-    "unreachable endpoint": ({}, ("endpointurl", f"http://127.0.0.1:{free_port()}"),
+    # one attempt per request: botocore's retries with back-off otherwise take minutes here
+    "unreachable endpoint": ({"AWS_MAX_ATTEMPTS": "1"},
+                             ("endpointurl", f"http://127.0.0.1:{free_port()}"),
                              r"Could not connect to the endpoint URL"),
 }
 

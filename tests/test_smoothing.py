@@ -8,10 +8,10 @@ import torch
 from scipy import ndimage
 
 from cromss.constants import IGNORE_INDEX
-from cromss import smoothing
-from cromss.smoothing import (BANDED_FROM, CHUNK_PIXELS, GaussianFilter,
-                              reference_smoothing_prior, smoothed_targets_batch, smoothing_prior,
-                              smoothing_prior_batch, soft_labels)
+from cromss import gaussian_filter
+from cromss.gaussian_filter import BANDED_FROM, GaussianFilter
+from cromss.smoothing import (CHUNK_PIXELS, reference_smoothing_prior, smoothed_targets_batch,
+                              smoothing_prior, smoothing_prior_batch, soft_labels)
 
 
 def noisy_seasons(rng: np.random.Generator, size: tuple[int, int], ignored: float) -> np.ndarray:
@@ -32,7 +32,7 @@ def filter_maps(maps: np.ndarray, windows: np.ndarray | None = None,
 @pytest.mark.parametrize("banded", [False, True])
 @pytest.mark.parametrize("size", [(96, 96), (7, 5), (30, 41), (49, 24)])
 def test_gaussian_filter_equals_scipy_reflect(size, banded, monkeypatch):
-    monkeypatch.setattr(smoothing, "BANDED_FROM", 1 if banded else 10**6)
+    monkeypatch.setattr(gaussian_filter, "BANDED_FROM", 1 if banded else 10**6)
     assert GaussianFilter(*size).banded == banded
     maps = np.random.default_rng(0).random((2, 3, *size))
     expected = ndimage.gaussian_filter(maps, (0, 0, 3.0, 3.0), mode="reflect", truncate=4.0)

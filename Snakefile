@@ -26,7 +26,6 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/stages.smk"
-include: "workflow/rules/warm_start.smk"
 
 
 rule all:

@@ -1,4 +1,4 @@
-"""Benchmark of `cromss predict`: throughput and peak memory of tiled map inference.
+"""Benchmark of `cromss map predict`: throughput and peak memory of tiled map inference.
 
 For square S2 L1C scenes (one 13-band uint16 GeoTIFF at 10 m) of 1024, 2048 and 4096 px, a
 DW fine-tuned model's architecture (DeepLabV3+ on a resnet18 encoder, 13 bands, 9 classes) maps
@@ -52,19 +52,19 @@ def write_model(path: Path) -> None:
     import torch
 
     from cromss.constants import DW_CLASSES, input_normalisation
-    from cromss.training import checkpoint
-    from cromss.training.finetune import build_downstream
+    from cromss.models import build_downstream
+    from cromss.weights import files
 
     torch.manual_seed(0)
     model = build_downstream("dw", "resnet18", 13)
     card = {"task": "dw", "encoder": "resnet18", "modality": "s2", "in_channels": 13,
             "s2_bands": 13, "normalisation": input_normalisation("s2", 13),
             "classes": list(DW_CLASSES), "num_classes": 9}
-    checkpoint.save({"state_dict": model.state_dict(), "card": card}, path)
+    files.save({"state_dict": model.state_dict(), "card": card}, path)
 
 
 def run_case(mode: str, model: Path, scene: Path, out: Path, device: str) -> dict:
-    """One case in this process: ``tiled`` (cromss predict) or ``naive`` (whole-scene forward)."""
+    """One case in this process: ``tiled`` (cromss map predict) or ``naive`` (whole-scene forward)."""
     import torch
 
     torch.set_num_threads(THREADS)

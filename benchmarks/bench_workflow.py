@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import dataclasses
 import platform
 import re
 import statistics
@@ -40,16 +41,18 @@ import yaml
 from snakemake.utils import validate
 from torch.utils.data import DataLoader
 
-from cromss import allocator
+from cromss import allocator, models
 from cromss.atomic import atomic_path
-from cromss.config import variant_settings
+from cromss.config import FINETUNE_MATRIX, variant_settings
 from cromss.data.layouts import rasters
 from cromss.data.store import open_array, open_arrays
 from cromss.data.ingest import ingest
 from cromss.data.synthetic import synthesise
+from cromss.settings import Finetune, Pretrain
 from cromss.smoothing import reference_smoothing_prior, soft_labels
-from cromss.training import checkpoint, datasets, distributed, finetune, pretrain
+from cromss.training import datasets, distributed, finetune, pretrain
 from cromss.training.datasets import PretrainDataset, SegmentationDataset, model_input
+from cromss.weights import files
 from workflow_dag import (measured_dag, planned_jobs, process_cpu, quality, startup_share,
                           workflow_copy)
 
@@ -59,10 +62,8 @@ THREADS = 2
 IMPORTS = {
     "torch_s": "import cromss.training.runs, cromss.training.finetune, cromss.training.pretrain",
     "light_s": "import cromss.report.figures, cromss.report.tables, cromss.data.inspect",
-    "server_s": "import importlib, cromss.warm as w; [importlib.import_module(m) for m in w.PRELOAD]",
-    "client_s": "import cromss.cli",
 }
-"""What a process imports: a training job, a table/figure job, the warm server, a job's client."""
+"""What a process imports: a training job, a table/figure job."""
 
 
 def load_config(path: Path) -> dict:
@@ -132,15 +133,15 @@ def reference_items(dataset: PretrainDataset, arrays: dict, ks: list[int]
     return items
 
 
-def loader_ratio(nol: Path, settings: dict, repeats: int = 5) -> dict[str, float]:
+def loader_ratio(nol: Path, settings: Pretrain, repeats: int = 5) -> dict[str, float]:
     """Ours against the reference-style loader reading with zarr-python's own codec pipeline
     (``ratio``, the target) and with zarrs, as ours reads (``ratio_same_reader``)."""
     dataset = PretrainDataset(nol, range(_samples(nol)), settings, train=True)
     group = open_arrays(nol)
     readers = {"zarr": {name: group[name] for name in ("label", "s1", "s2")},
                "zarrs": {name: open_array(group, name) for name in ("label", "s1", "s2")}}
-    batches = [list(range(i, min(i + settings["batch_size"], len(dataset))))
-               for i in range(0, len(dataset), settings["batch_size"])]
+    batches = [list(range(i, min(i + settings.batch_size, len(dataset))))
+               for i in range(0, len(dataset), settings.batch_size)]
     times: dict[str, list[float]] = {"ours": [], "zarr": [], "zarrs": []}
     for _ in range(repeats):  # interleaved: each side sees the same machine load
         for name in times:
@@ -177,7 +178,7 @@ def timed_steps(step, batches, repeats: int = 1) -> float:
     return statistics.median(times)
 
 
-def pretrain_overhead(nol: Path, settings: dict, work: Path, epochs: int = 2) -> dict[str, float]:
+def pretrain_overhead(nol: Path, settings: Pretrain, work: Path, epochs: int = 2) -> dict[str, float]:
     ctx = distributed.Context(0, 1, torch.device("cpu"))
     trainer = pretrain.Trainer(nol, settings, work / "steps", ctx)
     loader = trainer._loader(trainer.train_set, trainer.sampler)
@@ -191,38 +192,38 @@ def pretrain_overhead(nol: Path, settings: dict, work: Path, epochs: int = 2) ->
 
     steps_s = timed_steps(step, batches)
     start = time.perf_counter()
-    checkpoint.save(trainer.state(trainer.totals.values), work / "ckpt.pt")
+    files.save(trainer.state(), work / "ckpt.pt")
     ckpt_s = time.perf_counter() - start
     ckpt_mb = (work / "ckpt.pt").stat().st_size / 1e6
-    del trainer
+    trainer = None  # frees the model before the full run (step holds it otherwise)
     out = work / "pretrain"
     start = time.perf_counter()
-    pretrain.pretrain(nol, {**settings, "epochs": epochs}, out)
+    pretrain.pretrain(nol, dataclasses.replace(settings, epochs=epochs), out)
     run_s = time.perf_counter() - start
     epoch_s = statistics.median(r["time_s"] for r in
                                 map(json.loads, (out / "log.jsonl").read_text().splitlines()))
-    every = int(settings.get("checkpoint_every", 1))
+    every = settings.checkpoint_every
     return {"steps_per_epoch": len(batches), "steps_compute_s": steps_s, "epoch_s": epoch_s,
             "checkpoint_s": ckpt_s, "checkpoint_mb": ckpt_mb, "checkpoint_every": every,
             "run_s": run_s,
             "ratio": (epoch_s + ckpt_s / every) / steps_s, "target": 1.25}
 
 
-def finetune_overhead(train: Path, settings: dict, setting: str, work: Path
+def finetune_overhead(train: Path, settings: Finetune, setting: str, work: Path
                       ) -> dict[str, float]:
     """The mean epoch of a fine-tuning run of the offline default's length (its first epoch,
     which decodes the tiles, included; in the workflow the other runs of the group find them
     decoded) over the compute of its training steps."""
-    task, crop = "dw", int(settings["crop"]["dw"])
+    task, crop = "dw", settings.crop.of("dw")
     dataset = SegmentationDataset(train, modality="s2", s2_bands=13, crop=crop, seed=0)
     torch.manual_seed(0)
-    model = finetune.build_downstream(task, settings["encoder"], 13)
+    model = models.build_downstream(task, str(settings.encoder), 13)
     if setting == "frozen":
         model.encoder.requires_grad_(False)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                  fused=True)
     dice = finetune.dice_loss()
-    batches = list(DataLoader(dataset, batch_size=int(settings["batch_size"])))
+    batches = list(DataLoader(dataset, batch_size=settings.batch_size))
     model.train()
 
     def step(batch):
@@ -233,10 +234,10 @@ def finetune_overhead(train: Path, settings: dict, setting: str, work: Path
 
     steps_s = timed_steps(step, batches, repeats=5)  # 3 steps: the median of 5 epochs of them
     start = time.perf_counter()
-    checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+    files.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()},
                     work / f"ckpt_{setting}.pt")
     ckpt_s = time.perf_counter() - start
-    every = int(settings.get("checkpoint_every", finetune.CHECKPOINT_EVERY))
+    every = settings.checkpoint_every
     out = work / f"finetune_{setting}"
     datasets.TILE_CACHE.clear()  # the run decodes its tiles in its first epoch, as in the workflow
     torch.manual_seed(0)
@@ -273,10 +274,10 @@ def measure_world(config: dict, work: Path, results: dict) -> None:
     results["ingest"] = ingest_ratio(raw, stores["nol"])
     ingest("dw_train", raw, stores["dw_train"])
     save(results)
-    settings = variant_settings(config["pretrain"], "midF")
-    ft_settings = {**{k: v for k, v in config["finetune"].items()
-                      if k not in ("tasks", "modalities", "weights", "settings", "seeds",
-                                   "ablation")}, "encoder": config["pretrain"]["encoder"]}
+    settings = Pretrain.parse(variant_settings(config["pretrain"], "midF"))
+    ft_settings = Finetune.parse({**{k: v for k, v in config["finetune"].items()
+                                     if k not in FINETUNE_MATRIX},
+                                  "encoder": config["pretrain"]["encoder"]})
     results["loader"] = loader_ratio(stores["nol"], settings)
     save(results)
     results["pretrain_epoch"] = pretrain_overhead(stores["nol"], settings, work)
@@ -351,12 +352,10 @@ def _runs_of_default(config: dict) -> int:
 def report(results: dict) -> None:
     s, pre, ft = results["startup"], results["pretrain_epoch"], results["finetune_epoch"]
     i = s["import_cpu_s"]
-    print(f"(1) start-up share (estimated main job): {s['share']:.3f} (target <= 0.10): the warm "
-          f"server's imports {i['server_s']:.2f} s + {sum(s['jobs'].values())} clients x "
-          f"{i['client_s']:.2f} s = {s['startup_cpu_s']:.0f} s of "
-          f"{s['startup_cpu_s'] + s['compute_cpu_s']:.0f} s CPU; without the warm start "
-          f"{s['share_without_warm_start']:.3f} ({s['torch_processes']} torch processes x "
-          f"{i['torch_s']:.2f} s + {s['other_processes']} others x {i['light_s']:.2f} s)")
+    print(f"(1) start-up share (estimated main job): {s['share']:.3f} (target <= 0.10): "
+          f"{s['torch_processes']} torch processes x {i['torch_s']:.2f} s + "
+          f"{s['other_processes']} others x {i['light_s']:.2f} s = {s['startup_cpu_s']:.0f} s of "
+          f"{s['startup_cpu_s'] + s['compute_cpu_s']:.0f} s CPU")
     print(f"(2) pretraining epoch / its steps: {pre['ratio']:.3f} ({pre['epoch_s']:.2f} s + "
           f"{pre['checkpoint_s']:.2f} s checkpoint / {pre['checkpoint_every']} over "
           f"{pre['steps_per_epoch']} steps {pre['steps_compute_s']:.2f} s; target <= 1.25)")
@@ -377,9 +376,8 @@ def report(results: dict) -> None:
         if name in results:
             d = results[name]
             print(f"(5) {name}: wall {d['wall_s']:.0f} s (target {d['target_wall_s']} s), "
-                  f"CPU {d['cpu_s']:.0f} s; {sum(d['jobs'].values())} jobs "
-                  f"({d['forked_jobs']} forked from the warm server); overhead (all CPU but the "
-                  f"jobs' work) {d['startup_share']:.3f} of it")
+                  f"CPU {d['cpu_s']:.0f} s; {sum(d['jobs'].values())} jobs; overhead (all CPU "
+                  f"but the jobs' work) {d['startup_share']:.3f} of it")
     if "main_job" in results:
         q = results["main_job"]["quality"]
         one, both = q["mIoU_margin_beyond_one_std"], q["mIoU_margin_beyond_both_std"]

@@ -73,42 +73,33 @@ def run_dag(workdir: Path, *args: str) -> dict[str, object]:
     return {"wall_s": wall, "cpu_s": cpu, "job_cpu_s": {r: sum(v) for r, v in jobs.items()}}
 
 
-FORKED = re.compile(r"forked from the warm server \(.*?\): ([\d.]+) s CPU")
+def import_cpu(jobs: dict[str, int], imports: dict[str, float]) -> float:
+    """Estimated start-up CPU of ``jobs``: each job's process imports what its rule needs."""
+    return sum(n * imports["torch_s" if rule in TORCH_RULES else "light_s"]
+               for rule, n in jobs.items())
 
 
 def measured_dag(workdir: Path, jobs: dict[str, int], imports: dict[str, float],
                  args: tuple[str, ...]) -> dict[str, object]:
     """A DAG run from nothing and its overhead: all the CPU its processes used that was not a
-    job's own work. A job forked from the warm server logs its CPU (its work: the imports were
-    the server's); a job that ran alone (before the server was up) is its benchmark TSV's CPU
-    less a light import. Everything else (the server's imports, the clients that forwarded the
-    jobs, Snakemake itself) counts as overhead."""
+    job's own work. A job's work is its benchmark TSV's CPU less the imports of its kind of
+    process; everything else (the jobs' imports, torchrun, Snakemake itself) is overhead."""
     measured = run_dag(workdir, *args)
-    per_log = [[float(m[1]) for m in FORKED.finditer(log.read_text())]
-               for log in (workdir / "results/logs").rglob("*.log")]
-    forked = [cpu for log in per_log for cpu in log]  # torchrun jobs fork one per process
-    tsv_cpu = sum(measured["job_cpu_s"].values())
-    forked_jobs = sum(1 for log in per_log if log)
-    alone = sum(jobs.values()) - forked_jobs
-    work = sum(forked) + (tsv_cpu - len(forked) * imports["client_s"]) - alone * imports["light_s"]
+    work = sum(measured["job_cpu_s"].values()) - import_cpu(jobs, imports)
     overhead = measured["cpu_s"] - work
-    return {**measured, "jobs": jobs, "forked_jobs": forked_jobs, "jobs_alone": alone,
-            "work_cpu_s": work, "startup_cpu_s": overhead,
+    return {**measured, "jobs": jobs, "work_cpu_s": work, "startup_cpu_s": overhead,
             "startup_share": overhead / measured["cpu_s"]}
 
 
 def startup_share(jobs: dict[str, int], imports: dict[str, float], compute_s: float
                   ) -> dict[str, float]:
-    """Estimated start-up CPU of a run of ``jobs`` with the warm start (one server import, one
-    cheap client per job) and without (each job imports what its rule needs)."""
+    """Estimated start-up CPU of a run of ``jobs`` (each job imports what its rule needs) and its
+    share of the run's CPU."""
     heavy = sum(n for rule, n in jobs.items() if rule in TORCH_RULES)
-    light = sum(jobs.values()) - heavy
-    cold = heavy * imports["torch_s"] + light * imports["light_s"]
-    warm = imports["server_s"] + sum(jobs.values()) * imports["client_s"]
-    return {"torch_processes": heavy, "other_processes": light, "startup_cpu_s": warm,
-            "startup_cpu_without_warm_start_s": cold, "compute_cpu_s": compute_s,
-            "share": warm / (warm + compute_s),
-            "share_without_warm_start": cold / (cold + compute_s), "target": 0.10}
+    startup = import_cpu(jobs, imports)
+    return {"torch_processes": heavy, "other_processes": sum(jobs.values()) - heavy,
+            "startup_cpu_s": startup, "compute_cpu_s": compute_s,
+            "share": startup / (startup + compute_s), "target": 0.10}
 
 
 def quality(results_dir: Path) -> dict[str, object]:

@@ -1,7 +1,9 @@
-"""The ``cromss`` command line: one sub-command group per stage of the workflow.
+"""The ``cromss`` command line: ``cromss GROUP COMMAND``, one group per stage of the workflow.
 
-Each stage module exposes ``register(subparsers)``; handlers import their heavy dependencies
-(torch, rasterio) lazily so that ``cromss --help`` stays fast.
+Each stage module exposes ``register(groups)``, which adds its commands to the groups of
+:data:`GROUPS` (``groups["data"]`` ...); handlers import their heavy dependencies (torch, rasterio)
+lazily, so that ``cromss --help`` and the light commands never import torch. Every ``--help``
+shows the defaults.
 """
 
 from __future__ import annotations
@@ -11,51 +13,80 @@ import importlib
 import logging
 import sys
 import time
+from collections.abc import Mapping
 
-from cromss import __version__, allocator, logs, warm
+from cromss import __version__, allocator, logs
+from cromss.errors import CromssError
 
+GROUPS = {
+    "data": "make, download, ingest and inspect the datasets and the scenes to map",
+    "pretrain": "CromSS pretraining on the noisy-label store",
+    "finetune": "transfer encoders to the downstream tasks and score the transfers",
+    "weights": "encoder files with model cards: exported from a pretrained model or released",
+    "report": "the paper's tables, the report's figures and the files DVC reads",
+    "map": "class maps of whole scenes and their figures",
+}
+"""The command groups, in the order of the workflow."""
 COMMAND_MODULES = (
-    "cromss.data.cli",
     "cromss.sources.cli",
+    "cromss.data.cli",
     "cromss.training.cli",
-    "cromss.release",
+    "cromss.weights.cli",
     "cromss.report.cli",
     "cromss.predict.cli",
 )
 
 
-class CromssError(Exception):
-    """An error caused by the user's input: printed without a traceback."""
+Groups = Mapping[str, "argparse._SubParsersAction[Parser]"]
+"""What ``register`` gets: each group's sub-parsers, by group name."""
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, unless it has none (None, False, empty) or its
+    help already says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose ``--help`` shows the defaults (its sub-parsers too)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cromss", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cromss", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"cromss {__version__}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    groups = {name: sub.add_parser(name, help=text, description=text).add_subparsers(
+        dest="command", required=True, metavar="COMMAND") for name, text in GROUPS.items()}
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(groups)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    forwarded = warm.forward(argv)  # a child of the workflow's warm server, if one runs
-    if forwarded is not None:
-        return forwarded
     allocator.keep_freed_memory()
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
     started = time.perf_counter()
-    try:
+    try:  # the user's input and the system's errors are one line; anything else is a bug
         logs.log_header(args, argv)
         status = int(args.func(args) or 0)
-    except (CromssError, ValueError) as err:
-        print(f"cromss {args.command}: error: {err}", file=sys.stderr)
+    except CromssError as err:  # the user's input: one line, no traceback
+        print(f"cromss {args.group} {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full, read-only, permissions, missing files: one line, no traceback
-        print(f"cromss {args.command}: error: {os_error_message(err)}", file=sys.stderr)
+        print(f"cromss {args.group} {args.command}: error: {os_error_message(err)}",
+              file=sys.stderr)
         return 2
     logging.getLogger("cromss").info("finished in %.1f s", time.perf_counter() - started)
     return status

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cromss.errors import CromssError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 FINETUNE_MATRIX = ("tasks", "modalities", "weights", "settings", "seeds", "ablation")
@@ -45,7 +48,7 @@ def load_settings(text_or_path: str | None, section: str | None = None) -> dict[
             try:
                 data = yaml.safe_load(text_or_path)
             except yaml.YAMLError:
-                raise ValueError(f"{source}: not valid JSON ({err}) nor flow-style YAML") from err
+                raise CromssError(f"{source}: not valid JSON ({err}) nor flow-style YAML") from err
     else:
         path = Path(text_or_path)
         if not path.is_file():
@@ -54,7 +57,7 @@ def load_settings(text_or_path: str | None, section: str | None = None) -> dict[
         data = _parse(json.loads if path.suffix == ".json" else yaml.safe_load, path.read_text(),
                       source)
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: settings must be a mapping, not {type(data).__name__}")
+        raise CromssError(f"{source}: settings must be a mapping, not {type(data).__name__}")
     return validate(data, section, source) if section else data
 
 
@@ -65,19 +68,19 @@ def settings_source(text_or_path: str | None) -> str:
     return "--settings (inline JSON)" if text_or_path.lstrip().startswith("{") else text_or_path
 
 
-def _parse(parser, text: str, source: str) -> Any:
+def _parse(parser: Callable[[str], Any], text: str, source: str) -> Any:
     try:
         return parser(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ValueError(f"{source}: not valid {'JSON' if parser is json.loads else 'YAML'}: "
-                         f"{err}") from err
+        raise CromssError(f"{source}: not valid {'JSON' if parser is json.loads else 'YAML'}: "
+                          f"{err}") from err
 
 
 def section_schema(section: str) -> dict[str, Any]:
     """The JSON schema of what one CLI command reads, cut from the workflow's config schema:
     ``pretrain`` (one variant: the shared keys, the variant's and its ``name``), ``finetune`` (one
     run: the section without the job matrix, plus the random-init ``encoder``), ``synthetic`` and
-    ``real`` (``data.synthetic``, ``data.real``)."""
+    ``real`` (``data.synthetic``, ``data.real``), ``scene`` (a synthetic scene of ``maps.scenes``)."""
     root = yaml.safe_load(SCHEMA.read_text())
     props = root["properties"]
     if section == "pretrain":
@@ -95,6 +98,9 @@ def section_schema(section: str) -> dict[str, Any]:
                   "required": [k for k in base["required"] if k not in FINETUNE_MATRIX]}
     elif section in ("synthetic", "real"):
         schema = props["data"]["properties"][section]
+    elif section == "scene":
+        schema = props["maps"]["properties"]["scenes"]["additionalProperties"]["properties"][
+            "synthetic"]
     else:
         raise ValueError(f"unknown settings section {section!r}")
     return {"$schema": root["$schema"], "definitions": root["definitions"], **schema}
@@ -112,7 +118,14 @@ def validate(settings: dict[str, Any], section: str, source: str) -> dict[str, A
     errors = sorted(validator.iter_errors(settings), key=lambda e: list(map(str, e.path)))
     if errors:
         lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
-        raise ValueError(f"{source}: invalid {section} settings:\n  " + "\n  ".join(lines))
+        raise CromssError(f"{source}: invalid {section} settings:\n  " + "\n  ".join(lines))
+    return _with_defaults(settings, schema, schema)
+
+
+def with_defaults(settings: dict[str, Any], section: str) -> dict[str, Any]:
+    """``settings`` completed with the defaults of :func:`section_schema` (not validated: for
+    library calls that go below the schema's limits, such as tests' tiny worlds)."""
+    schema = section_schema(section)
     return _with_defaults(settings, schema, schema)
 
 
@@ -129,8 +142,8 @@ def _with_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
     for key, sub in schema["properties"].items():
         if key in filled:
             filled[key] = _with_defaults(filled[key], sub, root)
-        elif "default" in sub:
-            filled[key] = copy.deepcopy(sub["default"])
+        elif "default" in sub:  # completed in turn, as Snakemake's validate does
+            filled[key] = _with_defaults(copy.deepcopy(sub["default"]), sub, root)
     return filled
 
 
@@ -149,6 +162,6 @@ def variant_settings(pretrain: dict[str, Any], variant: str) -> dict[str, Any]:
     """The settings of one pretraining variant: the shared keys with the variant's overrides."""
     variants = pretrain.get("variants", {})
     if variant not in variants:
-        raise ValueError(f"unknown pretraining variant {variant!r}; known: {sorted(variants)}")
+        raise CromssError(f"unknown pretraining variant {variant!r}; known: {sorted(variants)}")
     shared = {k: v for k, v in pretrain.items() if k != "variants"}
     return deep_merge(shared, {**variants[variant], "name": variant})

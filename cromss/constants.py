@@ -6,6 +6,10 @@ the single place the rest of the package reads them from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+from cromss.errors import CromssError
+
 IGNORE_INDEX = 255
 """Label value that weighs zero in every loss and is dropped from every metric."""
 
@@ -65,7 +69,7 @@ def s2_band_indices(num_bands: int) -> tuple[int, ...]:
         return tuple(range(13))
     if num_bands == 9:
         return S2_9BAND_INDICES
-    raise ValueError(f"S2 inputs have 13 or 9 bands, not {num_bands}")
+    raise CromssError(f"S2 inputs have 13 or 9 bands, not {num_bands}")
 
 
 UINT8_MAX = 255
@@ -91,13 +95,17 @@ INPUT_SCALING = {
 }
 
 
-def input_normalisation(modality: str, s2_bands: int = 13) -> dict[str, list]:
+def input_normalisation(modality: str, s2_bands: int = 13) -> dict[str, Any]:
     """Band names, means and stds of one modality's model input, and the rule applying them."""
+    bands: Sequence[str]
+    mean: Sequence[float]
+    std: Sequence[float]
     if modality == "s1":
         bands, mean, std = S1_BANDS, S1_MEAN, S1_STD
     elif modality == "s2":
         idx = s2_band_indices(s2_bands)
-        bands, mean, std = ([seq[i] for i in idx] for seq in (S2_BANDS, S2_MEAN, S2_STD))
+        bands, mean, std = ([S2_BANDS[i] for i in idx], [S2_MEAN[i] for i in idx],
+                            [S2_STD[i] for i in idx])
     else:
         raise ValueError(f"modality must be s1 or s2, not {modality!r}")
     return {"bands": list(bands), "mean": list(mean), "std": list(std), **INPUT_SCALING}

@@ -156,6 +156,7 @@ class GaussianFilter:
         if windows is None:
             down = torch.matmul(along_h, flat)
             return (down.view(-1, columns) @ along_w.T).view(count, rows, maps, columns)
+        assert size is not None, "windows need their size"
         span = torch.arange(size)
         down = torch.bmm(along_h[windows[:, :1] + span], flat)
         across = torch.bmm(down.view(count, size * maps, columns),

@@ -1,7 +1,9 @@
 """What every ``cromss`` job writes to its log: a header, readable progress lines, tqdm on a terminal.
 
 A Snakemake job's log is a file, so progress goes there as one line per epoch, per N samples or
-per file (``progress_line``); tqdm bars (``progress_bar``) appear only when stderr is a terminal.
+per file (``progress_line``), and within a long loop (``Progress``: batches of an epoch, tiles
+of a map, bytes of a download) a line every ``PROGRESS_SECONDS``; tqdm bars (``progress_bar``)
+appear only when stderr is a terminal.
 The header (``job_header``) says what ran: the command line, the settings it read, the code
 version, the device and threads, and the size of every Zarr store it names.
 """
@@ -16,7 +18,8 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,10 +73,88 @@ def progress_line(what: str, done: int, total: int | None, values: Mapping[str, 
     return f"{what} {count}: {pairs}" if pairs else f"{what} {count}"
 
 
-def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
-    """``epoch 3/10: lr 0.005, train_loss 0.51, val_loss 0.61, ...`` of one log record (0-based)."""
-    return progress_line("epoch", int(record["epoch"]) + 1, epochs,
+def epoch_line(record: Mapping[str, Any], epochs: int, run: str | None = None) -> str:
+    """``[run ]epoch 3/10: lr 0.005, train_loss 0.51, ...`` of one log record (0-based epoch);
+    ``run`` names the run where one job trains several (a fine-tuning group)."""
+    return progress_line(f"{run} epoch" if run else "epoch", int(record["epoch"]) + 1, epochs,
                          {key: value for key, value in record.items() if key != "epoch"})
+
+
+PROGRESS_SECONDS = float(os.environ.get("CROMSS_PROGRESS_SECONDS", "60"))
+"""Seconds between two progress lines of a long loop in a log file (environment variable
+``CROMSS_PROGRESS_SECONDS``); a loop shorter than that writes none."""
+
+
+def amount(count: float, unit: str) -> str:
+    """``1234567`` bytes as ``1.23 MB``; other units as the plain number."""
+    if unit != "B":
+        return f"{count:.4g}" if isinstance(count, float) else str(count)
+    for prefix in ("", "k", "M", "G", "T"):
+        if abs(count) < 1000 or prefix == "T":
+            return f"{count:.3g} {prefix}B" if prefix else f"{count:.0f} B"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+class Progress:
+    """Progress of one long loop: a tqdm bar on a terminal; in a log file a line every
+    ``interval`` seconds, e.g. ``dw/s2/frozen/seed0 epoch 3/10: 120/400 batches (30%), 4.1
+    batches/s, 68 s left``. ``update(n)`` counts what is done; use it as a context manager."""
+
+    def __init__(self, what: str, total: float | None, unit: str, *, enabled: bool = True,
+                 logger: logging.Logger = log, interval: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, initial: float = 0) -> None:
+        self.what, self.total, self.unit, self.logger, self.clock = what, total, unit, logger, clock
+        self.interval = PROGRESS_SECONDS if interval is None else interval
+        self.enabled, self.done, self.initial = enabled, initial, initial
+        self.values: dict[str, Any] = {}
+        self.started = self.last = clock()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=what, leave=False,
+                            dynamic_ncols=True, unit=unit, unit_scale=unit == "B")
+
+    def line(self, now: float) -> str:
+        rate = (self.done - self.initial) / max(now - self.started, 1e-9)
+        count = (f"{amount(self.done, self.unit)} of {amount(self.total, self.unit)}"
+                 if self.unit == "B" and self.total else
+                 f"{self.done}/{self.total} {self.unit}" if self.total else
+                 f"{amount(self.done, self.unit)}{'' if self.unit == 'B' else ' ' + self.unit}")
+        speed = f"{amount(rate, 'B')}/s" if self.unit == "B" else f"{rate:.3g} {self.unit}/s"
+        parts = [count + (f" ({100 * self.done / self.total:.0f}%)" if self.total else ""), speed]
+        if self.total and rate > 0:
+            parts.append(f"{(self.total - self.done) / rate:.0f} s left")
+        parts += [f"{key} {format_value(value)}" for key, value in self.values.items()]
+        return f"{self.what}: {', '.join(parts)}"
+
+    def note(self, **values: Any) -> None:
+        """Values shown with the progress (e.g. the current loss)."""
+        self.values = values
+        if self.bar is not None:
+            self.bar.set_postfix({key: format_value(value) for key, value in values.items()})
+
+    def update(self, count: float = 1) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        now = self.clock()
+        if self.enabled and now - self.last >= self.interval and (
+                self.total is None or self.done < self.total):
+            self.last = now
+            self.logger.info(self.line(now))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def progress_bar(iterable: Iterable[T], **options: Any) -> Iterable[T]:

@@ -6,13 +6,11 @@ N x C x H x W, weights N x H x W. Ignored pixels weigh 0 in every term.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from cromss.selection import SelectionWeights, cross_modal_selection, valid_mask
+from cromss.settings import Selection
 from cromss.smoothing import one_hot
 
 DICE_EPS = 1e-7
@@ -58,30 +56,29 @@ def segmentation_loss(log_probs: Tensor, targets: Tensor, weights: Tensor,
 
 
 def selection_weights(probs_1: Tensor, probs_2: Tensor, labels: Tensor, epoch: float,
-                      settings: Mapping[str, Any]) -> SelectionWeights:
-    """The step's selection masks from both modalities' probabilities and ``settings`` (config
-    ``pretrain``); with selection off, every weight is 1 except on ignored pixels."""
-    num_classes = int(settings.get("num_classes", probs_1.shape[1]))
-    selection = settings.get("selection", {})
-    if not selection.get("enabled", True):
+                      selection: Selection) -> SelectionWeights:
+    """The step's selection masks from both modalities' probabilities (classes on axis 1);
+    with selection off, every weight is 1 except on ignored pixels."""
+    if not selection.enabled:
         valid = valid_mask(labels)
         return SelectionWeights(valid, valid, valid, valid, kept_proportion=1.0)
     return cross_modal_selection(probs_1.detach(), probs_2.detach(), labels, epoch,
-                                 float(selection.get("ramp_epochs", 80)),
-                                 float(selection.get("keep", 0.5)), num_classes)
+                                 float(selection.ramp_epochs), float(selection.keep),
+                                 probs_1.shape[1])
 
 
 def cromss_loss(logits_1: Tensor | None, logits_2: Tensor | None, labels: Tensor,
-                soft_targets: Tensor | None, epoch: float, settings: Mapping[str, Any],
-                weights: SelectionWeights | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+                soft_targets: Tensor | None, epoch: float, selection: Selection | None,
+                consistency_weight: float, weights: SelectionWeights | None = None
+                ) -> tuple[Tensor, dict[str, Tensor]]:
     """L = sum_d [CE(d) + Dice(d)] + lambda [Lc(P2 || Q1) + Lc(P1 || Q2)].
 
     ``logits_1`` is S1, ``logits_2`` S2; with one of them None it is that modality's CE + Dice
     alone (no selection, no consistency). ``soft_targets`` None means the hard one-hot labels
     (smoothing off). ``weights`` may be passed in (from ``selection_weights``) to reuse and log
-    them. Returns the total and its detached parts: ``ce_d``, ``dice_d``, ``seg_d`` and, with
-    both modalities, ``consistency_1`` (S1 learns from S2), ``consistency_2`` and
-    ``kept_proportion``.
+    them (``selection`` is then not needed). Returns the total and its detached parts: ``ce_d``,
+    ``dice_d``, ``seg_d`` and, with both modalities, ``consistency_1`` (S1 learns from S2),
+    ``consistency_2`` and ``kept_proportion``.
     """
     # The losses are computed in float32 even when the forward ran under autocast; each
     # modality's log_softmax is taken once and shared by CE, Dice, consistency and selection.
@@ -90,7 +87,7 @@ def cromss_loss(logits_1: Tensor | None, logits_2: Tensor | None, labels: Tensor
     present = [lp for lp in log_probs if lp is not None]
     if not present:
         raise ValueError("cromss_loss needs the logits of at least one modality")
-    num_classes = int(settings.get("num_classes", present[0].shape[1]))
+    num_classes = present[0].shape[1]
     if any(lp.shape[1] != num_classes for lp in present):
         raise ValueError(f"logits must have {num_classes} classes")
     targets = soft_targets if soft_targets is not None else one_hot(labels, num_classes)
@@ -103,13 +100,14 @@ def cromss_loss(logits_1: Tensor | None, logits_2: Tensor | None, labels: Tensor
     log_probs_1, log_probs_2 = present
     teacher_1, teacher_2 = log_probs_1.detach().exp(), log_probs_2.detach().exp()
     if weights is None:
-        weights = selection_weights(teacher_1, teacher_2, labels, epoch, settings)
+        if selection is None:
+            raise ValueError("cromss_loss needs the selection settings or their weights")
+        weights = selection_weights(teacher_1, teacher_2, labels, epoch, selection)
     ce_1, dice_1 = segmentation_loss(log_probs_1, targets, weights.label_1, valid)
     ce_2, dice_2 = segmentation_loss(log_probs_2, targets, weights.label_2, valid)
     consistency_1 = consistency_loss(log_probs_1, teacher_2, weights.entropy_2)
     consistency_2 = consistency_loss(log_probs_2, teacher_1, weights.entropy_1)
-    weight = float(settings.get("consistency_weight", 1.0))
-    total = ce_1 + dice_1 + ce_2 + dice_2 + weight * (consistency_1 + consistency_2)
+    total = ce_1 + dice_1 + ce_2 + dice_2 + consistency_weight * (consistency_1 + consistency_2)
     parts = {"ce_1": ce_1, "dice_1": dice_1, "seg_1": ce_1 + dice_1,
              "ce_2": ce_2, "dice_2": dice_2, "seg_2": ce_2 + dice_2,
              "consistency_1": consistency_1, "consistency_2": consistency_2}

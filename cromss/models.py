@@ -1,4 +1,6 @@
-"""CromSS models (method §2): single-modal, middle-fusion and late-fusion U-Nets, encoder transfer.
+"""CromSS models (method §2): single-modal, middle-fusion and late-fusion U-Nets, and the
+downstream networks of the transfer (method §7). Networks only: their files are in
+:mod:`cromss.weights`.
 
 Every model maps (S1, S2) to (logits_s1, logits_s2), None for a modality it does not use:
 
@@ -7,25 +9,21 @@ Every model maps (S1, S2) to (logits_s1, logits_s2), None for a modality it does
   features decoded separately (the fusion is the weight sharing, nothing is concatenated);
 - ``late``: two complete, independent U-Nets.
 
-Encoders are randomly initialised (``encoder_weights=None``). Only encoders are transferred: an
-encoder file is ``{"state_dict": ..., "card": ...}`` readable with ``torch.load(weights_only=True)``.
+Encoders are randomly initialised (``encoder_weights=None``): no hub download.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import segmentation_models_pytorch as smp
-import torch
+from segmentation_models_pytorch.base import SegmentationModel
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
-import cromss
-from cromss.constants import DW_CLASSES, S1_BANDS, input_normalisation, s2_band_indices
-from cromss.training import checkpoint
+from cromss.constants import DW_CLASSES, S1_BANDS, TASKS, s2_band_indices
+from cromss.errors import CromssError
 
 FUSIONS = ("single_s1", "single_s2", "middle", "late")
 MODALITIES = ("s1", "s2")
@@ -127,16 +125,16 @@ class LateFusionModel(CromssModel):
 
 
 def build_model(settings: Mapping[str, Any]) -> CromssModel:
-    """The model of a pretraining variant: keys ``fusion``, ``s2_bands``, ``encoder``,
-    ``decoder_channels`` and optionally ``num_classes`` (9)."""
+    """The model of a pretraining variant's settings (as a model card keeps them): keys
+    ``fusion``, ``s2_bands``, ``encoder``, ``decoder_channels`` and, for released models,
+    ``num_classes`` (else the Dynamic World classes)."""
     fusion = settings.get("fusion")
     if fusion not in FUSIONS:
-        raise ValueError(f"settings: fusion must be one of {FUSIONS}, not {fusion!r}")
-    encoder = str(settings.get("encoder", "resnet50"))
+        raise CromssError(f"settings: fusion must be one of {FUSIONS}, not {fusion!r}")
+    encoder = str(settings["encoder"])
     classes = int(settings.get("num_classes", len(DW_CLASSES)))
-    decoder_channels = tuple(int(c) for c in settings.get("decoder_channels",
-                                                          DEFAULT_DECODER_CHANNELS))
-    s2_bands = len(s2_band_indices(int(settings.get("s2_bands", 13))))
+    s2_bands = len(s2_band_indices(int(settings["s2_bands"])))
+    decoder_channels = tuple(int(c) for c in settings["decoder_channels"])
     if fusion == "middle":
         return MiddleFusionModel(encoder, s2_bands, classes, decoder_channels)
     if fusion == "late":
@@ -146,171 +144,10 @@ def build_model(settings: Mapping[str, Any]) -> CromssModel:
     return SingleModalModel(modality, build_unet(encoder, in_channels, classes, decoder_channels))
 
 
-LICENCE = "MIT"  # the weights this workflow makes, as the code (pyproject.toml)
-DATA_LICENCES = {"synthetic": "none: the synthetic world cromss generates",
-                 "real": "SSL4EO-S12 images CC-BY-4.0, Dynamic World labels CC-BY-4.0, "
-                         "NoLDO-S12 MIT (docs/sources.md)"}
-
-
-def provenance(store: str | Path | None = None) -> dict[str, Any]:
-    """Where weights come from: the training store (dataset, raw source, synthetic or real data,
-    samples), the code version and git commit, and the licences of the weights and the data."""
-    from cromss import logs
-    from cromss.data.store import open_arrays
-
-    record: dict[str, Any] = {"cromss_version": cromss.__version__, "git_commit": logs.git_commit(),
-                              "licence": LICENCE}
-    if store is not None:
-        group = open_arrays(store)
-        source = str(group.attrs.get("source", ""))
-        kind = "synthetic" if "truth" in group or "synthetic" in Path(source).parts else "real"
-        record["data"] = {"store": str(store), "dataset": group.attrs.get("dataset"),
-                          "split": group.attrs.get("split"), "source": source, "kind": kind,
-                          "samples": int(group["label"].shape[0]),
-                          "licence": DATA_LICENCES[kind]}
-    return record
-
-
-def model_card(settings: Mapping[str, Any], modality: str,
-               origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a transferred encoder needs to be used right: inputs, normalisation, classes, origin."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
-    normalisation = input_normalisation(modality, int(settings.get("s2_bands", 13)))
-    bands = normalisation.pop("bands")
-    classes = int(settings.get("num_classes", len(DW_CLASSES)))
-    return {
-        "encoder": str(settings.get("encoder", "resnet50")),
-        "modality": modality,
-        "in_channels": len(bands),
-        "bands": list(bands),
-        "normalisation": normalisation,
-        "classes": list(DW_CLASSES[:classes]),
-        "variant": settings.get("name"),
-        "fusion": settings.get("fusion"),
-        "settings": json.loads(json.dumps(settings)),  # plain types only, weights_only-safe
-        "cromss_version": cromss.__version__,
-        "provenance": json.loads(json.dumps(dict(origin or provenance()))),
-    }
-
-
-def encoder_checkpoint(model: CromssModel, modality: str, settings: Mapping[str, Any],
-                       origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``{"state_dict": encoder weights on CPU, "card": model card}`` of one modality."""
-    state = {key: value.detach().cpu().clone()
-             for key, value in model.encoder(modality).state_dict().items()}
-    return {"state_dict": state, "card": model_card(settings, modality, origin)}
-
-
-def save_encoder(path: str | Path, model: CromssModel, modality: str,
-                 settings: Mapping[str, Any], origin: Mapping[str, Any] | None = None) -> Path:
-    """Write one modality's encoder and card to ``path`` atomically."""
-    path = Path(path)
-    checkpoint.save(encoder_checkpoint(model, modality, settings, origin), path)
-    return path
-
-
-def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any],
-               origin: Mapping[str, Any] | None = None) -> Path:
-    """Write a whole pretrained model (both branches, decoder, head), its settings and its
-    :func:`provenance` atomically."""
-    path = Path(path)
-    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    checkpoint.save({"state_dict": state, "settings": json.loads(json.dumps(settings)),
-                     "provenance": json.loads(json.dumps(dict(origin or provenance())))}, path)
-    return path
-
-
-def read_weights(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
-    """A dict saved with ``torch.save``, read by ``checkpoint.load`` (``weights_only``), with ``keys``."""
-    from cromss.training import checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    payload = checkpoint.load(path)
-    if not isinstance(payload, dict) or not set(keys) <= set(payload):
-        raise ValueError(f"{path}: is no {what} (expected keys {', '.join(map(repr, keys))})")
-    return payload
-
-
-def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
-    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
-    payload = read_weights(path, ("state_dict", "settings"), "pretrained model")
-    model = build_model(payload["settings"])
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the settings' model: {err}") from err
-    return model, payload["settings"]
-
-
-def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Path:
-    """Write one modality's encoder of a saved pretrained model, with its model card."""
-    model, settings = load_model(model_path)
-    if modality not in model.modalities:
-        raise ValueError(f"{model_path}: the {settings.get('fusion')} model has no {modality} "
-                         f"encoder")
-    origin = read_weights(model_path, ("settings",), "pretrained model").get("provenance")
-    return save_encoder(out, model, modality, settings, origin)
-
-
-def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(state_dict, card) of an encoder file, loaded with ``weights_only=True``."""
-    checkpoint = read_weights(path, ("state_dict", "card"), "encoder file")
-    return checkpoint["state_dict"], checkpoint["card"]
-
-
-def first_conv(module: nn.Module) -> tuple[str, nn.Conv2d]:
-    """Name and module of the first 2-D convolution (the one that sees the input bands)."""
-    for name, child in module.named_modules():
-        if isinstance(child, nn.Conv2d):
-            return name, child
-    raise ValueError(f"{type(module).__name__} has no convolution")
-
-
-def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    """The entries under ``prefix`` with the prefix removed (e.g. a reference checkpoint's
-    ``model.encoder1.`` for its middle-fusion S1 encoder)."""
-    selected = {key[len(prefix):]: value for key, value in state_dict.items()
-                if key.startswith(prefix)}
-    if not selected:
-        raise ValueError(f"no weights under prefix {prefix!r}")
-    return selected
-
-
-def _listed(keys: set[str], limit: int = 6) -> str:
-    shown = sorted(keys)[:limit]
-    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def load_encoder_state(encoder_module: nn.Module, state_dict: Mapping[str, Tensor],
-                       source: str) -> None:
-    """Load ``state_dict`` into ``encoder_module``; errors name ``source`` and the bad keys."""
-    conv_name, conv = first_conv(encoder_module)
-    conv_key = f"{conv_name}.weight"
-    if conv_key in state_dict and state_dict[conv_key].shape[1] != conv.in_channels:
-        raise ValueError(f"{source}: the first convolution has {state_dict[conv_key].shape[1]} "
-                         f"input channels, the model expects {conv.in_channels}")
-    expected = encoder_module.state_dict()
-    missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listed(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listed(unexpected)}")
-    mismatched = {key for key in set(expected) & set(state_dict)
-                  if expected[key].shape != state_dict[key].shape}
-    if mismatched:
-        problems.append(f"shape mismatches: {_listed(mismatched)}")
-    if problems:
-        raise ValueError(f"{source}: encoder weights do not fit the model ({'; '.join(problems)})")
-    encoder_module.load_state_dict(state_dict, strict=True)
-
-
-def load_encoder(encoder_module: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Put an encoder file's weights into ``encoder_module`` (e.g. a new downstream model's
-    ``.encoder``) and return its card."""
-    state_dict, card = read_encoder(path)
-    load_encoder_state(encoder_module, state_dict, str(path))
-    return card
+def build_downstream(task: str, encoder: str, in_channels: int) -> SegmentationModel:
+    """The task's smp decoder around a randomly initialised encoder (no hub download)."""
+    if task not in TASKS:
+        raise CromssError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    _, classes, _, arch = TASKS[task]
+    return smp.create_model(arch, encoder_name=encoder, encoder_weights=None,
+                            in_channels=in_channels, classes=len(classes))

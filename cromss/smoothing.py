@@ -118,7 +118,10 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
     if bool(((seasons < 0) | (seasons >= num_seasons)).any()):
         raise ValueError(f"seasons must lie in [0, {num_seasons})")
     corners = checked_windows(windows, window_size, count, height, width)
-    out_height, out_width = (height, width) if corners is None else (window_size, window_size)
+    out_height, out_width = (height, width)
+    if corners is not None:
+        assert window_size is not None  # checked_windows requires it with windows
+        out_height, out_width = window_size, window_size
     filter_ = GaussianFilter(height, width, sigma, truncate)
     grid = filter_.layout(labels)
     complete = complete_samples(grid, num_classes)

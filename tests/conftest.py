@@ -38,11 +38,11 @@ def tiny_world(tiny_raw: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
     """Release name -> (file, Lightning module) of four tiny checkpoints written by Lightning the
-    way the reference writes the released weights (``tests/reference_checkpoints.py``), with the
+    way the reference writes the released weights (``tests/helpers/reference_checkpoints.py``), with the
     small ``mobilenet_v2`` encoder in place of ResNet-50 to keep them small (the payload and the
     key layout are those of the released files)."""
-    from cromss.release import RELEASES, release
-    from reference_checkpoints import write_reference_checkpoint
+    from cromss.weights.released import RELEASES, release
+    from helpers.reference_checkpoints import write_reference_checkpoint
     # laid out as the Hugging Face repository serves them (tests/test_release.py serves this root)
     root = tmp_path_factory.mktemp("release")
     folder = root / "datasets" / "vikki23" / "NoLDO-S12" / "resolve" / "main"
@@ -62,5 +62,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
     workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests
     that change the checkout's git or DVC state work on a copy."""
-    from test_workflow import run_tiny_workflow
+    from helpers.workflow import run_tiny_workflow
     return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(train, test) stores of a tiny learnable DFC2020-like task: 8 classes, 32 px, clean labels."""
+    from cromss.constants import DFC_CLASSES
+    from helpers.stores import write_store
+    root = tmp_path_factory.mktemp("dfc")
+    kwargs = {"seasons": 1, "size": 32, "classes": 8, "noise": 0.0, "names": DFC_CLASSES}
+    return (write_store(root / "train.zarr", samples=4, **kwargs),
+            write_store(root / "test.zarr", samples=3, seed=1, **kwargs))

@@ -40,7 +40,6 @@ def test_every_command_keeps_freed_memory(monkeypatch):
 
     calls = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
-    monkeypatch.delenv("CROMSS_WARM", raising=False)
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert calls == [True]

@@ -44,9 +44,8 @@ def test_a_death_before_the_rename_keeps_the_previous_file(tmp_path, monkeypatch
     final = tmp_path / "checkpoint.pt"
     final.write_text("old")
     die_on_rename(monkeypatch, 1)
-    with pytest.raises(Died):
-        with atomic_path(final) as tmp:
-            tmp.write_text("new")
+    with pytest.raises(Died), atomic_path(final) as tmp:
+        tmp.write_text("new")
     assert final.read_text() == "old"
 
 
@@ -56,10 +55,9 @@ def test_the_previous_store_survives_a_death_in_the_swap(tmp_path, monkeypatch, 
     (final / "s2").mkdir(parents=True)
     (final / "zarr.json").write_text("old")
     die_on_rename(monkeypatch, death)
-    with pytest.raises(Died):
-        with atomic_path(final) as tmp:
-            tmp.mkdir()
-            (tmp / "zarr.json").write_text("new")
+    with pytest.raises(Died), atomic_path(final) as tmp:
+        tmp.mkdir()
+        (tmp / "zarr.json").write_text("new")
     monkeypatch.undo()
     recover(final)  # what the next reader or writer does first
     assert (final / "zarr.json").read_text() == "old" and (final / "s2").is_dir()
@@ -92,9 +90,8 @@ def test_an_error_inside_the_block_leaves_no_partial(tmp_path):
         (tmp / "chunk").write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "chunk"))
 
-    with pytest.raises(OSError, match="No space left"):
-        with atomic_path(final) as tmp:
-            disk_full(tmp)
+    with pytest.raises(OSError, match="No space left"), atomic_path(final) as tmp:
+        disk_full(tmp)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -84,7 +84,7 @@ def test_broken_settings_name_their_source(tmp_path):
 def test_the_cli_refuses_negative_epochs_before_training(tmp_path, capsys):
     from cromss.cli import main
 
-    code = main(["pretrain", "--store", str(tmp_path / "none.zarr"), "--settings",
+    code = main(["pretrain", "run", "--store", str(tmp_path / "none.zarr"), "--settings",
                  json.dumps({**PRETRAIN, "epochs": -1}), "--out", str(tmp_path / "out")])
     assert code == 2 and "epochs: -1 is less than the minimum" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -13,10 +13,11 @@ from cromss.constants import IGNORE_INDEX
 from cromss.losses import (consistency_loss, cromss_loss, selection_weights, soft_cross_entropy,
                            soft_dice_loss, weighted_mean)
 from cromss.selection import valid_mask
+from cromss.settings import Selection
 from cromss.smoothing import one_hot
 
-SETTINGS = {"selection": {"enabled": True, "ramp_epochs": 5, "keep": 0.5},
-            "consistency_weight": 1.0, "num_classes": 4}
+SELECTION = Selection(enabled=True, ramp_epochs=5, keep=0.5)
+SETTINGS = (SELECTION, 1.0)  # the selection and the consistency weight
 
 
 def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -74,8 +75,8 @@ def test_hard_targets_with_unit_weights_match_plain_ce_and_smp_dice():
 
 def test_without_selection_it_is_the_plain_multimodal_loss():
     logits_1, logits_2, labels, soft = batch()
-    settings = {**SETTINGS, "selection": {"enabled": False}}
-    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 0, settings)
+    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 0,
+                               Selection(enabled=False, ramp_epochs=5, keep=0.5), 1.0)
     valid = valid_mask(labels)
     expected = (own_loss(logits_1, logits_2, soft, valid, valid, valid)
                 + own_loss(logits_2, logits_1, soft, valid, valid, valid))
@@ -85,8 +86,7 @@ def test_without_selection_it_is_the_plain_multimodal_loss():
 
 def test_parts_add_up_to_the_total():
     logits_1, logits_2, labels, soft = batch()
-    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 2, {**SETTINGS,
-                                                                     "consistency_weight": 0.5})
+    total, parts = cromss_loss(logits_1, logits_2, labels, soft, 2, SELECTION, 0.5)
     expected = (parts["seg_1"] + parts["seg_2"]
                 + 0.5 * (parts["consistency_1"] + parts["consistency_2"]))
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
@@ -94,7 +94,7 @@ def test_parts_add_up_to_the_total():
 
 def test_single_modal_is_ce_plus_dice_only():
     _, logits_2, labels, soft = batch()
-    total, parts = cromss_loss(None, logits_2, labels, soft, 0, SETTINGS)
+    total, parts = cromss_loss(None, logits_2, labels, soft, 0, *SETTINGS)
     valid = valid_mask(labels)
     log_probs = F.log_softmax(logits_2, 1)
     expected = (soft_cross_entropy(log_probs, soft, valid)
@@ -102,16 +102,16 @@ def test_single_modal_is_ce_plus_dice_only():
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert set(parts) == {"ce_2", "dice_2", "seg_2"}
     with pytest.raises(ValueError, match="at least one"):
-        cromss_loss(None, None, labels, soft, 0, SETTINGS)
+        cromss_loss(None, None, labels, soft, 0, *SETTINGS)
 
 
 def test_ignored_pixels_weigh_nothing():
     logits_1, logits_2, labels, soft = batch()
-    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 1, SETTINGS)
+    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 1, *SETTINGS)
     ignored = (labels == IGNORE_INDEX).unsqueeze(1)
     changed = [torch.where(ignored, torch.randn_like(x) * 10, x)
                for x in (logits_1.detach(), logits_2.detach(), soft)]
-    total_changed, _ = cromss_loss(*changed[:2], labels, changed[2], 1, SETTINGS)
+    total_changed, _ = cromss_loss(*changed[:2], labels, changed[2], 1, *SETTINGS)
     assert total_changed.item() == pytest.approx(total.item(), rel=1e-6)
 
 
@@ -129,8 +129,8 @@ def test_each_modality_gets_only_its_own_gradient_paths():
     # The S1 terms (segmentation and Lc(P2 || Q1)) give no gradient to the S2 logits, and vice
     # versa; selection masks and teachers act as constants.
     logits_1, logits_2, labels, soft = batch(1)
-    weights = selection_weights(logits_1.softmax(1), logits_2.softmax(1), labels, 3, SETTINGS)
-    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 3, SETTINGS)
+    weights = selection_weights(logits_1.softmax(1), logits_2.softmax(1), labels, 3, SELECTION)
+    total, _ = cromss_loss(logits_1, logits_2, labels, soft, 3, *SETTINGS)
     grad_1, grad_2 = torch.autograd.grad(total, (logits_1, logits_2))
     valid = valid_mask(labels)
     own_1 = own_loss(logits_1, logits_2, soft, weights.label_1, weights.entropy_2, valid)
@@ -141,6 +141,6 @@ def test_each_modality_gets_only_its_own_gradient_paths():
 
 def test_hard_labels_are_used_when_no_soft_targets_are_given():
     logits_1, logits_2, labels, _ = batch()
-    with_none, _ = cromss_loss(logits_1, logits_2, labels, None, 0, SETTINGS)
-    with_hot, _ = cromss_loss(logits_1, logits_2, labels, one_hot(labels, 4), 0, SETTINGS)
+    with_none, _ = cromss_loss(logits_1, logits_2, labels, None, 0, *SETTINGS)
+    with_hot, _ = cromss_loss(logits_1, logits_2, labels, one_hot(labels, 4), 0, *SETTINGS)
     assert with_none.item() == pytest.approx(with_hot.item())

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from cromss import models
+from cromss.weights import cards, encoders, trained
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"encoder": "resnet18", "fusion": "middle", "s2_bands": 13,
@@ -21,10 +22,10 @@ def readme_block(heading: str) -> str:
 
 def test_cards_carry_data_source_commit_licence_and_settings(tiny_world, tmp_path: Path) -> None:
     model = models.build_model(SETTINGS)
-    saved = models.save_model(tmp_path / "model.pt", model, SETTINGS,
-                              models.provenance(tiny_world["nol"]))
-    encoder = models.export_encoder(saved, "s2", tmp_path / "encoder_s2.pt")
-    _, card = models.read_encoder(encoder)
+    saved = trained.save_model(tmp_path / "model.pt", model, SETTINGS,
+                              cards.provenance(tiny_world["nol"]))
+    encoder = encoders.export_encoder(saved, "s2", tmp_path / "encoder_s2.pt")
+    _, card = encoders.read_encoder(encoder)
     origin = card["provenance"]
     assert origin["data"]["kind"] == "synthetic"  # the offline world has true maps
     assert origin["data"]["store"] == str(tiny_world["nol"])
@@ -39,10 +40,10 @@ def test_readme_loads_an_exported_encoder_with_timm_and_smp(tiny_world, tmp_path
     model = models.build_model(SETTINGS)
     path = tmp_path / "results" / "pretrain" / "midF" / "encoder_s2.pt"
     path.parent.mkdir(parents=True)
-    models.save_encoder(path, model, "s2", SETTINGS, models.provenance(tiny_world["nol"]))
+    encoders.save_encoder(path, model, "s2", SETTINGS, cards.provenance(tiny_world["nol"]))
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(readme_block("Using an exported encoder without cromss"), namespace)  # noqa: S102
+    exec(readme_block("Using an exported encoder without cromss"), namespace)
     expected = model.encoder("s2").state_dict()
     for loaded in (namespace["backbone"].state_dict(), namespace["model"].encoder.state_dict()):
         assert all(torch.equal(loaded[key], value) for key, value in expected.items())

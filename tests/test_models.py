@@ -6,8 +6,14 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 
-from cromss.models import (build_model, load_encoder, load_encoder_state, read_encoder,
-                           save_encoder, strip_prefix)
+from cromss.models import build_model
+from cromss.weights.encoders import (
+    load_encoder,
+    load_encoder_state,
+    read_encoder,
+    save_encoder,
+    strip_prefix,
+)
 
 SIZE = 32
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 
-from cromss import cli, release
+from helpers.loopback import LoopbackServer
+
+from cromss import cli
+from cromss.settings import Finetune
 from cromss.sources.http import file_digests
-from cromss.training import checkpoint, finetune
-from sources_server import LoopbackServer
+from cromss.weights import encoders, files
+from cromss.weights import released as release
 
 PREFIXES = {"midF": ("encoder1", "encoder"), "lateF": ("model1.encoder", "model2.encoder")}
 
@@ -31,7 +33,7 @@ def test_full_lightning_checkpoints_load_with_only_the_namespace_allowed(release
     for name, (path, _) in release_checkpoints.items():
         with pytest.raises(pickle.UnpicklingError, match="argparse.Namespace"):
             torch.load(path, weights_only=True)  # what a plain weights_only read says
-        payload = checkpoint.load(path)
+        payload = files.load(path)
         assert {"hyper_parameters", "optimizer_states", "lr_schedulers", "loops", "callbacks",
                 "state_dict", "epoch", "pytorch-lightning_version"} <= set(payload)
         assert payload["hyper_parameters"]["args"].n_channels == release.release(name).s2_bands
@@ -48,7 +50,7 @@ def test_a_pickle_that_runs_code_is_still_refused(tmp_path, monkeypatch):
     evil = tmp_path / "weights-cromss-13B-midFusion-epoch=199.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"args": _RunsCode()}}, evil)
     with pytest.raises(ValueError, match="weights-only"):
-        checkpoint.load(evil)
+        files.load(evil)
     with pytest.raises(ValueError, match="weights-only"):
         release.export_release(evil, release.release("release-13B-midF"), tmp_path / "out", {})
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
@@ -71,12 +73,12 @@ def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkp
         hf_server.drop_after[f"/datasets/vikki23/NoLDO-S12/resolve/main/{rel.file}"] = (
             path.stat().st_size // 2)
         out = tmp_path / "pretrain" / name
-        assert cli.main(["release-encoders", "--name", name, "--settings", json.dumps(settings),
+        assert cli.main(["weights", "release", "--name", name, "--settings", json.dumps(settings),
                          "--out", str(out), "--quiet"]) == 0
         digests = file_digests(path)
         s1_prefix, s2_prefix = PREFIXES[name.rsplit("-", 1)[1]]
         for modality, prefix, bands in (("s1", s1_prefix, 2), ("s2", s2_prefix, rel.s2_bands)):
-            payload = checkpoint.load(out / f"encoder_{modality}.pt")
+            payload = files.load(out / f"encoder_{modality}.pt")
             card = payload["card"]
             assert card["source"]["sha256"] == digests["sha256"]
             assert card["source"]["md5"] == digests["md5"]
@@ -90,7 +92,8 @@ def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkp
             assert payload["state_dict"].keys() == reference.keys()
             for key, value in reference.items():
                 assert torch.equal(payload["state_dict"][key], value)
-            source = finetune.load_encoder_source(str(out / f"encoder_{modality}.pt"), modality, {})
+            source = encoders.load_encoder_source(str(out / f"encoder_{modality}.pt"), modality,
+                                                  Finetune.parse({}))
             assert (source.weights, source.in_channels) == (name, bands)
     ranged = [r for r in hf_server.requests if r[2]]
     assert len(ranged) == 4  # one resumed request per file

@@ -61,7 +61,8 @@ def noisy_dw_labels(rng: np.random.Generator, truth: np.ndarray, cloud: np.ndarr
                 + 4.0 * under_cloud + 1.0 * seasonal)
     priority[candidate == truth] = -np.inf
     budget = min(int(round(rate * truth.size)), int(np.isfinite(priority).sum()))
-    wrong = np.argpartition(-priority.ravel(), budget - 1)[:budget] if budget else []
+    wrong: np.ndarray | list[int] = (np.argpartition(-priority.ravel(), budget - 1)[:budget]
+                                     if budget else [])
     noisy = truth.copy().ravel()
     noisy[wrong] = candidate.ravel()[wrong]
     return noisy.reshape(truth.shape)

@@ -21,32 +21,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cromss.atomic import atomic_path
 from cromss.constants import DFC_REMAP, NOISY_DW_REMAP, OSM_REMAP, S2_BANDS, S2_NATIVE_RESOLUTION_M
 from cromss.data import synthetic as world  # the world's scene functions and the writers
+from cromss.errors import CromssError
+from cromss.settings import Scene
 
-DEFAULT_SCENE = {"seed": 0, "size": 2048, "season": 2, "land_cover_scale": 2,
-                 "cloud_fraction": 0.0}
 STRIP_ROWS = 256
 
 
-def resolve_scene_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
-    settings = dict(settings or {})
-    unknown = set(settings) - set(DEFAULT_SCENE)
-    if unknown:
-        raise ValueError(f"unknown scene settings: {', '.join(sorted(unknown))}")
-    settings = {**DEFAULT_SCENE, **settings}
-    size, scale = int(settings["size"]), int(settings["land_cover_scale"])
-    if scale < 1 or size % scale or size < 32:
-        raise ValueError(f"scene size {size} must be at least 32 px and a multiple of "
-                         f"land_cover_scale {scale}")
-    if not 0 <= int(settings["season"]) <= 3:
-        raise ValueError(f"season must be 0..3 (winter..autumn), not {settings['season']}")
-    return settings
+def check_scene(scene: Scene) -> None:
+    """Refuse a scene whose side is not a whole number of land-cover cells."""
+    if scene.size < 32 or scene.size % scene.land_cover_scale:
+        raise CromssError(f"scene size {scene.size} must be at least 32 px and a multiple of "
+                          f"land_cover_scale {scene.land_cover_scale}")
 
 
 def _enlarge(array: np.ndarray, scale: int) -> np.ndarray:
@@ -80,22 +71,22 @@ def _s2_strips(rng: np.random.Generator, fine: np.ndarray, vf: np.ndarray, snow:
     return out
 
 
-def write_scene(out: str | os.PathLike, settings: dict[str, Any] | None = None) -> Path:
+def write_scene(out: str | os.PathLike, scene: Scene) -> Path:
     """Write one synthetic scene under ``out`` (replaced atomically); returns ``out``."""
-    settings = resolve_scene_settings(settings)
-    size, scale, season = (int(settings[k]) for k in ("size", "land_cover_scale", "season"))
-    rng = np.random.default_rng([int(settings["seed"]), len(world.STREAMS) + 1])
+    check_scene(scene)
+    size, scale, season = scene.size, scene.land_cover_scale, scene.season
+    rng = np.random.default_rng([scene.seed, len(world.STREAMS) + 1])
     climate = world.TEMPERATE
     fine, parcel_index, elevation = (_enlarge(a, scale)
                                      for a in world.land_cover(rng, size // scale, climate))
     when = world.season_dates(rng)[season]
     epsg, transform = world.utm_grid(rng, climate)
-    tile = f"{epsg % 100:02d}" + world.mgrs_tile(rng, *(np.mean(climate.lat),
-                                                        np.mean(climate.lon)))[3:]  # its zone
+    tile = f"{epsg % 100:02d}" + world.mgrs_tile(rng, float(np.mean(climate.lat)),
+                                                       float(np.mean(climate.lon)))[3:]  # its zone
     snow = world.snow_cover(rng, elevation, season, climate, False) & (fine != world.RIVER)
     dw = np.where(snow, world.DW_SNOW, world.FINE_TO_DW[fine]).astype(np.uint8)
     vf = world.vegetation_fraction(rng, fine, parcel_index, season, climate)
-    cloud = world.cloud_opacity(rng, size, float(settings["cloud_fraction"]))
+    cloud = world.cloud_opacity(rng, size, float(scene.cloud_fraction))
     s2 = _s2_strips(rng, fine, vf, snow, cloud)
     s1 = world.s1_backscatter(rng, fine, vf, snow, elevation, season, climate)
     out = Path(out)

@@ -1,7 +1,11 @@
 """The Zarr store every stage after ingest reads: one store per dataset and split.
 
-Layout (Zarr format 3, written with xarray, zstd; images in one chunk per sample and season, the
-small per-pixel maps and flags in one chunk per sample, all seasons: an item reads few chunks):
+Layout (Zarr format 3, written with xarray, zstd then a crc32c checksum per chunk (stores written
+before the checksum read as before); images in one chunk per sample and season, the
+small per-pixel maps and flags in one chunk per sample, all seasons: an item reads few chunks;
+the chunks of ``SHARD_SAMPLES`` samples are stored in one shard file per array (Zarr sharding,
+its index checked by its own crc32c), so the file count grows with shards, not samples; stores
+written before sharding read as before):
 
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
@@ -16,16 +20,22 @@ small per-pixel maps and flags in one chunk per sample, all seasons: an item rea
 - attributes: dataset, split, classes and colours, label remap, normalisation statistics, source,
   version (see :func:`store_attrs`).
 
-Stores are written in batches along ``sample`` (every chunk, even an empty one, so a missing chunk
-file means damage) and renamed into place when complete, so a reader never sees a partial store.
-Every stage opens a store through :func:`open_arrays`, which validates it first.
+Stores are created at their final shape (:func:`create_store`) and filled shard by shard
+(:func:`write_region`, every chunk, even an empty one, so a missing shard file means damage), by
+one or many jobs (:mod:`cromss.data.partitioned`), and renamed into place when complete, so a
+reader never sees a partial store.
+Every stage opens a store through :func:`open_arrays`, which validates it first. The loaders read
+through :func:`read_selections`: a chunk that fails its checksum or cannot be decoded, and label
+values outside the store's classes (:func:`check_label_values`), raise CromssError naming the store,
+array and chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +47,15 @@ from cromss import __version__
 from cromss.atomic import atomic_path, recover
 from cromss.constants import (IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD,
                               S2_BANDS, S2_MEAN, S2_STD)
+from cromss.errors import CromssError
 
 if TYPE_CHECKING:  # xarray (with pandas) is imported only where a store is written or opened
+
     import xarray as xr
 
 IMAGE_VARS = ("s1", "s2")
 PIXEL_VARS = ("s1", "s2", "s1_nodata", "s2_nodata", "label", "truth")
+LABEL_ARRAYS = ("label", "truth")
 S2_REFLECTANCE_MAX = 2.0
 """Float S2 whose finite values all lie in [0, 2] is top-of-atmosphere reflectance."""
 S2_QUANTIFICATION = 10000
@@ -54,6 +67,12 @@ zarr-python's own pipeline, benchmarks/README.md). Stores are written by zarr-py
 so their bytes do not depend on it."""
 REQUIRED_ATTRS = ("dataset", "split", "num_classes", "class_names", "ignore_index", "s1_bands",
                   "s2_bands", "normalisation", "cromss_version")
+SNAKEMAKE_MARKER = ".snakemake_timestamp"
+"""The file Snakemake writes into every ``directory()`` output, a store among them: zarr lists
+it with the store's members and warns that it is no part of the hierarchy, in every job that
+reads a store. It is expected there, so that one warning is silenced (any other stays)."""
+warnings.filterwarnings("ignore", message=rf"Object at {re.escape(SNAKEMAKE_MARKER)} is not "
+                        "recognized as a component of a Zarr hierarchy")
 
 
 def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
@@ -69,20 +88,20 @@ def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     """
     data = np.asarray(data)
     if data.dtype.kind not in "uif":
-        raise ValueError(f"{path}: S2 of type {data.dtype} is not numeric")
+        raise CromssError(f"{path}: S2 of type {data.dtype} is not numeric")
     values = data.astype(np.float32)
     finite = np.isfinite(values)
     empty = [i for i in range(values.shape[0]) if not finite[i].any()]
     if empty:
-        raise ValueError(f"{path}: S2 band(s) {empty} (0-based) hold no finite value")
+        raise CromssError(f"{path}: S2 band(s) {empty} (0-based) hold no finite value")
     low, high = float(values[finite].min()), float(values[finite].max())
     if low < 0:
-        raise ValueError(f"{path}: S2 holds negative values (min {low:g}, type {data.dtype}); "
-                         "L1C digital numbers are 0..65535 (reflectance 0..2 for floats)")
+        raise CromssError(f"{path}: S2 holds negative values (min {low:g}, type {data.dtype}); "
+                          "L1C digital numbers are 0..65535 (reflectance 0..2 for floats)")
     if data.dtype.kind == "f" and high <= S2_REFLECTANCE_MAX:
         return np.rint(values * S2_QUANTIFICATION)
     if high > DN_MAX:
-        raise ValueError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
+        raise CromssError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
     return values
 
 
@@ -131,11 +150,11 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
         s2_nodata = ~np.isfinite(s2).all(axis=2)
         s2 = np.where(np.isfinite(s2), s2, 0)
     if s2.size and (s2.min() < 0 or s2.max() > DN_MAX):
-        raise ValueError(f"s2 values {s2.min()}..{s2.max()} outside the uint16 range of L1C "
-                         "digital numbers (see s2_digital_numbers)")
+        raise CromssError(f"s2 values {s2.min()}..{s2.max()} outside the uint16 range of L1C "
+                          "digital numbers (see s2_digital_numbers)")
     n, t, _, h, w = s1.shape
     if s2.shape[:2] != (n, t) or s2.shape[-2:] != (h, w) or label.shape != (n, t, h, w):
-        raise ValueError(f"shapes disagree: s1 {s1.shape}, s2 {s2.shape}, label {label.shape}")
+        raise CromssError(f"shapes disagree: s1 {s1.shape}, s2 {s2.shape}, label {label.shape}")
     dims = ("sample", "season")
     data = {
         "s1": ((*dims, "s1_band", "y", "x"), s1),
@@ -159,78 +178,91 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
     )
 
 
-def _encoding(batch: xr.Dataset) -> dict[str, dict[str, Any]]:
-    compressor = zarr.codecs.ZstdCodec(level=3)
+SHARD_SAMPLES = 16
+"""Samples per shard (and per write): one file per shard and array, whatever the sample count."""
+
+
+def _encoding(batch: xr.Dataset, shard_samples: int = SHARD_SAMPLES) -> dict[str, dict[str, Any]]:
+    # zstd frames carry no checksum: crc32c makes a flipped bit or a cut chunk an error on read;
+    # the sharding codec checks each shard's index with its own crc32c
+    compressors = (zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec())
     encoding: dict[str, dict[str, Any]] = {}
-    for name, var in batch.data_vars.items():
+    for key, var in {**batch.data_vars, "sample": batch["sample"]}.items():
+        name = str(key)
+        if "sample" not in var.dims:
+            continue
         if name in PIXEL_VARS:
             whole = ("sample", "season") if name in IMAGE_VARS else ("sample",)
             chunks = tuple(1 if d in whole else var.sizes[d] for d in var.dims)
-            encoding[name] = {"chunks": chunks, "compressors": (compressor,)}
+            shards = tuple(shard_samples if d == "sample" else var.sizes[d] for d in var.dims)
+            encoding[name] = {"chunks": chunks, "shards": shards, "compressors": compressors}
+        else:  # small per-sample arrays: one chunk per shard of the images
+            encoding[name] = {"chunks": tuple(shard_samples if d == "sample" else var.sizes[d]
+                                              for d in var.dims)}
     encoding["time"] = {**encoding.get("time", {}), "units": "seconds since 1970-01-01",
                         "dtype": "int64"}
     return encoding
 
 
-class StoreWriter:
-    """Write a store batch by batch; it appears under its final name only on :meth:`commit`.
+def create_store(path: str | os.PathLike, template: xr.Dataset, num_samples: int,
+                 attrs: dict[str, Any], shard_samples: int = SHARD_SAMPLES) -> None:
+    """Create at ``path`` the empty store of ``num_samples`` samples shaped like ``template`` (a
+    batch from :func:`make_batch`), its arrays at their final shape, no chunk written: writers
+    then fill disjoint regions of it (:func:`write_region`)."""
+    template = template.isel(sample=slice(0, 1)).assign_attrs(dict(attrs))
+    template.to_zarr(path, mode="w", zarr_format=3, consolidated=False,
+                     encoding=_encoding(template, shard_samples), write_empty_chunks=True)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    for _, array in group.arrays():
+        if "sample" in (array.metadata.dimension_names or ()):
+            array.resize((0, *array.shape[1:]))  # drops the template's chunks
+            array.resize((num_samples, *array.shape[1:]))
 
-    Use as a context manager: leaving the block with an exception removes everything written.
-    Each batch is compressed and written in a background thread while the caller reads the next
-    one (one batch in flight); a failed write is raised by the next ``append`` or on exit.
-    """
 
-    def __init__(self, path: str | os.PathLike, attrs: dict[str, Any]):
-        self.path = Path(path)
-        self.attrs = attrs
-        self._atomic = atomic_path(self.path)
-        self._tmp: Path | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
-        self.num_samples = 0
+def write_region(path: str | os.PathLike, batch: xr.Dataset, start: int) -> None:
+    """Write ``batch`` at samples ``start`` onwards of the store made by :func:`create_store`
+    (``start`` and the batch's end, unless it is the store's end, on shard boundaries)."""
+    region = slice(start, start + batch.sizes["sample"])
+    try:
+        batch.drop_vars([n for n, v in batch.variables.items() if "sample" not in v.dims]).to_zarr(
+            path, mode="r+", consolidated=False, write_empty_chunks=True, region={"sample": region})
+        # xarray leaves index coordinates out of region writes
+        zarr.open_array(str(Path(path) / "sample"), mode="r+")[region] = batch["sample"].values
+    except BaseException:
+        _settle_zarr()
+        raise
 
-    def __enter__(self) -> "StoreWriter":
-        self._tmp = self._atomic.__enter__()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        return self
 
-    def append(self, batch: xr.Dataset) -> None:
-        """Append a batch made by :func:`make_batch` along ``sample`` (written in the background,
-        with the attributes as they are now)."""
-        assert self._executor is not None, "use StoreWriter as a context manager"
-        self._wait()
-        batch = batch.assign_attrs(dict(self.attrs))  # an append rewrites the group attributes
-        self._pending = self._executor.submit(self._write, batch, first=self.num_samples == 0)
-        self.num_samples += batch.sizes["sample"]
+def update_attrs(path: str | os.PathLike, changes: dict[str, Any], drop: Sequence[str] = ()
+                 ) -> None:
+    """Update the group attributes of the store at ``path``, removing those in ``drop``."""
+    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    attrs = {k: v for k, v in group.attrs.asdict().items() if k not in drop}
+    group.attrs.clear()
+    group.attrs.update({**attrs, **changes})
 
-    def _write(self, batch: xr.Dataset, *, first: bool) -> None:
-        if first:
-            batch.to_zarr(self._tmp, mode="w", zarr_format=3, consolidated=False,
-                          encoding=_encoding(batch), write_empty_chunks=True)
-        else:
-            batch.to_zarr(self._tmp, append_dim="sample", consolidated=False,
-                          write_empty_chunks=True)
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+def _settle_zarr() -> None:
+    """Wait for the chunk writes zarr still runs after one of them failed (disk full): they would
+    otherwise create chunk folders in the partial store after it was removed."""
+    from zarr.core.sync import sync
 
-    def __exit__(self, exc_type, exc, tb) -> bool | None:
-        assert self._executor is not None
-        error: Exception | None = None
-        try:
-            self._wait()
-        except Exception as err:  # noqa: BLE001 - raised below, after the clean-up
-            error = err
-        finally:
-            self._executor.shutdown(wait=True)
-        if error is None and self.num_samples == 0:
-            error = ValueError(f"{self.path}: no samples to write")
-        if exc_type is None and error is not None:
-            self._atomic.__exit__(type(error), error, error.__traceback__)
-            raise error
-        return self._atomic.__exit__(exc_type, exc, tb)
+    async def rest() -> None:
+        current = asyncio.current_task()
+        await asyncio.gather(*(task for task in asyncio.all_tasks() if task is not current),
+                             return_exceptions=True)
+
+    sync(rest())
+
+
+def save_store(path: str | os.PathLike, batch: xr.Dataset, attrs: dict[str, Any],
+                shard_samples: int = SHARD_SAMPLES) -> Path:
+    """Write ``batch`` as a whole store at ``path`` atomically (small stores made in one go)."""
+    with atomic_path(path) as tmp:
+        create_store(tmp, batch, batch.sizes["sample"], attrs, shard_samples)
+        for start in range(0, batch.sizes["sample"], shard_samples):
+            write_region(tmp, batch.isel(sample=slice(start, start + shard_samples)), start)
+    return Path(path)
 
 
 def open_store(path: str | os.PathLike) -> xr.Dataset:
@@ -243,14 +275,50 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
 
 def read_selections(requests: Sequence[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
     """Read many ``(array, selection)`` pairs in one call: zarr fetches and decodes all their
-    chunks concurrently, in one trip to its event loop instead of one per read."""
+    chunks concurrently, in one trip to its event loop instead of one per read. A chunk that
+    cannot be read (checksum mismatch, truncated, missing) raises ValueError naming the store,
+    array and chunk."""
     from zarr.core.sync import sync
 
     async def gather() -> list[Any]:
         return await asyncio.gather(*(array.async_array.getitem(selection)
-                                      for array, selection in requests))
+                                      for array, selection in requests), return_exceptions=True)
 
-    return [np.asarray(values) for values in sync(gather())]
+    values = sync(gather())
+    for (array, selection), value in zip(requests, values):
+        if isinstance(value, Exception):
+            raise CromssError(f"{chunk_name(array, selection)}: cannot be read ({value}); the "
+                              "store is damaged, ingest it again") from value
+    return [np.asarray(value) for value in values]
+
+
+def chunk_name(array: zarr.Array, selection: tuple) -> str:
+    """``STORE: array NAME, chunk c/i/j/...`` read by a basic ``selection`` (``*``: several)."""
+    def keys(grid: tuple[int, ...]) -> str:
+        found = []
+        for dim, (size, chunk) in enumerate(zip(array.shape, grid)):
+            index = selection[dim] if dim < len(selection) else slice(None)
+            if isinstance(index, (int, np.integer)):
+                found.append(str(int(index) % size // chunk))
+            else:
+                found.append("0" if size <= chunk else "*")
+        return "c/" + "/".join(found)
+
+    store = array.store_path.store
+    name = f"{getattr(store, 'root', store)}: array {array.path}, chunk {keys(array.chunks)}"
+    return name if array.shards is None else f"{name} (in shard file {keys(array.shards)})"
+
+
+def check_label_values(values: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    """``values`` (labels read from a store) if every one is a class index or the ignore index;
+    otherwise ValueError naming ``where`` (:func:`chunk_name`) and the values."""
+    bad = (values >= num_classes) & (values != IGNORE_INDEX)
+    if bad.any():
+        found = np.unique(values[bad])
+        raise CromssError(f"{where}: label values {found[:8].tolist()} are not classes of this "
+                          f"store (0..{num_classes - 1}, {IGNORE_INDEX} = ignore); the store is "
+                          "damaged or was not written by `cromss data ingest`")
+    return values
 
 
 def open_array(group: zarr.Group, name: str) -> zarr.Array:
@@ -272,7 +340,7 @@ def open_arrays(path: str | os.PathLike, *, validate: bool = True) -> zarr.Group
     try:
         group = zarr.open_group(str(path), mode="r", zarr_format=3)
     except Exception as err:  # zarr raises FileNotFoundError, ValueError, JSON errors ...
-        raise ValueError(f"{path}: not a readable Zarr v3 store ({type(err).__name__}: {err})") from err
+        raise CromssError(f"{path}: not a readable Zarr v3 store ({type(err).__name__}: {err})") from err
     if validate:
         key = (str(path.resolve()), (path / "zarr.json").stat().st_mtime_ns)
         if key not in _VALIDATED:  # a stage opens its store several times: list chunks once
@@ -288,15 +356,15 @@ def check_store(group: zarr.Group, path: Path) -> None:
     """Arrays present with the ingest's types, shapes that agree, no missing chunk, attributes."""
     missing = [name for name in REQUIRED_ATTRS if name not in group.attrs]
     if missing:
-        raise ValueError(f"{path}: attributes {missing} missing; not a store written by "
-                         "`cromss data ingest`")
+        raise CromssError(f"{path}: attributes {missing} missing; not a store written by "
+                          "`cromss data ingest`")
     arrays = set(group.array_keys())
     absent = [name for name in ("s1", "s2", "label", "s1_nodata") if name not in arrays]
     if absent:
-        raise ValueError(f"{path}: arrays {absent} missing (has {sorted(arrays)})")
+        raise CromssError(f"{path}: arrays {absent} missing (has {sorted(arrays)})")
     label = group["label"].shape
     if len(label) != 4:
-        raise ValueError(f"{path}: label has shape {label}, expected (sample, season, y, x)")
+        raise CromssError(f"{path}: label has shape {label}, expected (sample, season, y, x)")
     n, t, h, w = label
     expected = {"s1": ((n, t, len(group.attrs["s1_bands"]), h, w), "float32"),
                 "s2": ((n, t, len(group.attrs["s2_bands"]), h, w), "uint16"),
@@ -307,12 +375,23 @@ def check_store(group: zarr.Group, path: Path) -> None:
             continue
         array = group[name]
         if array.shape != shape or str(array.dtype) != dtype:
-            raise ValueError(f"{path}: {name} is {array.dtype} {array.shape}, expected {dtype} "
-                             f"{shape} to match label {label}")
-        if group.attrs.get("all_chunks_written") and array.nchunks_initialized != array.nchunks:
-            raise ValueError(f"{path}: {name} has {array.nchunks - array.nchunks_initialized} of "
-                             f"{array.nchunks} chunks missing; the store is damaged, ingest it again")
+            raise CromssError(f"{path}: {name} is {array.dtype} {array.shape}, expected {dtype} "
+                              f"{shape} to match label {label}")
+        if group.attrs.get("all_chunks_written"):
+            _check_complete(array, name, path)
     num_classes = int(group.attrs["num_classes"])
     if num_classes != len(group.attrs["class_names"]):
-        raise ValueError(f"{path}: num_classes {num_classes} but {len(group.attrs['class_names'])}"
-                         " class names")
+        raise CromssError(f"{path}: num_classes {num_classes} but {len(group.attrs['class_names'])}"
+                          " class names")
+
+
+def _check_complete(array: zarr.Array, name: str, path: Path) -> None:
+    """Every chunk file (every shard file of a sharded array: a listing that grows with the
+    shards, not the chunks) is there."""
+    if array.shards is None:
+        found, expected, what = array.nchunks_initialized, array.nchunks, "chunks"
+    else:
+        found, expected, what = array._nshards_initialized, array._nshards, "shards"
+    if found != expected:
+        raise CromssError(f"{path}: {name} has {expected - found} of {expected} {what} missing; "
+                          "the store is damaged, ingest it again")

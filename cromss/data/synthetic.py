@@ -17,32 +17,31 @@ import datetime as dt
 import os
 import string
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage  # noqa: F401 - re-exported for the world's users
 
 from cromss.atomic import atomic_path
+from cromss.config import section_schema, with_defaults
 from cromss.constants import S2_BANDS, S2_NATIVE_RESOLUTION_M  # noqa: F401
 from cromss.data.label_noise import (DW_CONFUSIONS, DW_EXPERT_CLOUD,  # noqa: F401
                                      DW_EXPERT_UNLABELED, SEASONAL_CONFUSIONS, confused_labels,
                                      expert_dw_codes, noisy_dw_labels, osm_codes, warp_labels)
 from cromss.data.layouts import dfc2020, noldo, ssl4eo_s12
 from cromss.data.layouts.rasters import write_tif
-from cromss.data.scene import *  # noqa: F401,F403 - the world's public names
+from cromss.data.scene import *  # noqa: F403 - the world's public names
 from cromss.data.scene import (DW_SNOW, FINE_TO_DFC, SEMI_ARID, TEMPERATE, Climate, land_cover,
                                observe)
+from cromss.errors import CromssError
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 SEASON_REFERENCE_DATES = (dt.date(2020, 12, 21), dt.date(2021, 3, 20), dt.date(2021, 6, 21),
                           dt.date(2021, 9, 22))
 SSL4EO_NUM_IDS = 251079
 STREAMS = ("nol", "dw_train", "dw_test", "osm_train", "osm_test", "dfc2020_train", "dfc2020_test")
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "seed": 0, "pretrain_locations": 128, "pretrain_size": 96,
-    "tiles": {"dw_train": 24, "dw_test": 12, "osm_train": 24, "osm_test": 12,
-              "dfc2020_train": 24, "dfc2020_test": 16},
-    "tile_size": 96, "dfc_size": 64, "label_noise": 0.3, "cloud_fraction": 0.25,
-}
 
 
 # --- names, dates, grids ------------------------------------------------------------------------
@@ -81,7 +80,7 @@ def s1_product_name(rng: np.random.Generator, s2_time: dt.datetime) -> str:
             f"{int(rng.integers(0, 2**16)):04X}")
 
 
-def geographic_transform(lat: float, lon: float, size: int, pixel_m: float):
+def geographic_transform(lat: float, lon: float, size: int, pixel_m: float) -> Affine:
     """EPSG:4326 geotransform of a ``size`` x ``size`` patch centred on (lat, lon)."""
     from rasterio.transform import from_origin
     dy = pixel_m / 111_320
@@ -103,7 +102,8 @@ def _rng(settings: dict[str, Any], stream: str, index: int) -> np.random.Generat
     return np.random.default_rng([int(settings["seed"]), STREAMS.index(stream), index])
 
 
-def _scene(rng: np.random.Generator, size: int, climate: Climate):
+def _scene(rng: np.random.Generator, size: int,
+           climate: Climate) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     fine, parcel_index, elevation = land_cover(rng, size, climate)
     return fine, parcel_index, elevation, rng.random() < climate.p_cold_winter
 
@@ -118,7 +118,7 @@ def write_ssl4eo_location(out: Path, settings: dict[str, Any], index: int, locat
     rng = _rng(settings, "nol", index)
     size = int(settings["pretrain_size"])
     if size % 6:
-        raise ValueError(f"pretrain_size must be a multiple of 6 (60 m bands), not {size}")
+        raise CromssError(f"pretrain_size must be a multiple of 6 (60 m bands), not {size}")
     lat, lon = rng.uniform(*TEMPERATE.lat), rng.uniform(*TEMPERATE.lon)
     tile = mgrs_tile(rng, lat, lon)
     fine, parcel_index, elevation, cold = _scene(rng, size, TEMPERATE)
@@ -181,15 +181,15 @@ def write_tile(out: Path, settings: dict[str, Any], stream: str, index: int) -> 
 
 
 def resolve_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The ``data.synthetic`` settings (given alone or inside a whole config) over the defaults."""
+    """The ``data.synthetic`` settings (given alone or inside a whole config) completed with the
+    schema's defaults (per key, also inside ``tiles``)."""
     if "data" in settings:
-        settings = settings["data"].get("synthetic", {})
-    unknown = set(settings) - set(DEFAULT_SETTINGS)
-    unknown |= {f"tiles.{k}" for k in set(settings.get("tiles", {})) - set(STREAMS[1:])}
+        settings = settings["data"].get("synthetic") or {}
+    unknown = set(settings) - set(section_schema("synthetic")["properties"])
+    unknown |= {f"tiles.{k}" for k in set(settings.get("tiles") or ()) - set(STREAMS[1:])}
     if unknown:
-        raise ValueError(f"unknown data.synthetic settings: {', '.join(sorted(unknown))}")
-    return {**DEFAULT_SETTINGS, **settings,
-            "tiles": {**DEFAULT_SETTINGS["tiles"], **settings.get("tiles", {})}}
+        raise CromssError(f"unknown data.synthetic settings: {', '.join(sorted(unknown))}")
+    return with_defaults(settings, "synthetic")
 
 def synthesise(out: str | os.PathLike, settings: dict[str, Any]) -> Path:
     """Write the whole synthetic world under ``out`` (replaced atomically)."""

@@ -1,10 +1,16 @@
-"""Sub-commands of the map stage: ``cromss predict``, ``cromss scene``, ``cromss map-figure``."""
+"""Commands of the map stage: ``cromss map predict | figure`` and ``cromss data scene``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cromss.errors import CromssError
+
+if TYPE_CHECKING:
+    from cromss.cli import Groups
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -15,17 +21,16 @@ def _predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if (args.model is None) == (not args.best_of):
-        raise ValueError("give either --model or --best-of")
+        raise CromssError("give either --model or --best-of")
     if (not args.scene) == (args.stac_bbox is None):
-        raise ValueError("give either --scene or --stac-bbox (with --stac-datetime)")
+        raise CromssError("give either --scene or --stac-bbox (with --stac-datetime)")
     stac = None
     if args.stac_bbox is not None:
         if not args.stac_datetime:
-            raise ValueError("--stac-bbox needs --stac-datetime START/END")
+            raise CromssError("--stac-bbox needs --stac-datetime START/END")
         stac = {"bbox": args.stac_bbox, "datetime": args.stac_datetime,
-                "provider": args.stac_provider, "max_cloud": args.max_cloud}
-        if args.stac_url:
-            stac["url"] = args.stac_url
+                "provider": args.stac_provider, "max_cloud": args.max_cloud,
+                "url": args.stac_url, "s2_collection": args.stac_collection}
     model = args.model if args.model is not None else best_model(args.best_of)[0]
     summary = predict_map(model, args.scene or [], args.out, confidence=args.confidence,
                           probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
@@ -36,10 +41,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _scene(args: argparse.Namespace) -> int:
-    from cromss.config import load_settings
+    from cromss.config import load_settings, settings_source
     from cromss.data.map_scene import write_scene
+    from cromss.settings import Scene
 
-    write_scene(args.out, load_settings(args.settings))
+    write_scene(args.out, Scene.parse(load_settings(args.settings), settings_source(args.settings)))
     print(f"synthetic scene written to {args.out}")
     return 0
 
@@ -52,9 +58,9 @@ def _map_figure(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands."""
-    p = subparsers.add_parser("predict", help="map a scene (GeoTIFFs of any size) with a model: "
+def register(groups: Groups) -> None:
+    """Add ``cromss map predict | figure`` and ``cromss data scene``."""
+    p = groups["map"].add_parser("predict", help="map a scene (GeoTIFFs of any size) with a model: "
                               "class map and confidence as Cloud-Optimized GeoTIFFs")
     p.add_argument("--model", type=Path, help="fine-tuned model.pt, pretrained model.pt or a "
                    "released CromSS .ckpt")
@@ -67,10 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="instead of --scene: an area, read from a STAC API's assets")
     p.add_argument("--stac-datetime", metavar="START/END", help="date window of the STAC search "
                    "(the most recent item covering the area is used)")
-    p.add_argument("--stac-provider", default="earth_search", help="earth_search (L1C, default) "
-                   "or planetary_computer")
+    p.add_argument("--stac-provider", help="earth_search (L1C, default), "
+                   "planetary_computer (L2A) or cdse (Copernicus Data Space, L1C; needs "
+                   "CDSE_USERNAME and CDSE_PASSWORD)")
     p.add_argument("--stac-url", help="STAC API URL (default: the provider's)")
-    p.add_argument("--max-cloud", type=float, default=20.0, help="S2 cloud cover limit in %%")
+    p.add_argument("--stac-collection", help="S2 collection to search (default: the provider's, "
+                   "e.g. sentinel-2-l1c)")
+    p.add_argument("--max-cloud", type=float, help="S2 cloud cover limit in %% (default: "
+                   "the schema's data.real.stac.max_cloud)")
     p.add_argument("--out", type=Path, required=True, help="class map to write (COG, uint8)")
     p.add_argument("--confidence", type=Path, help="confidence COG (default OUT_confidence.tif)")
     p.add_argument("--probabilities", type=Path, help="also write class probabilities (Zarr)")
@@ -83,15 +93,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_predict)
 
-    p = subparsers.add_parser("scene", help="write a large synthetic scene (S2 L1C band files at "
-                              "10/20/60 m, S1 VV/VH, true maps) for `cromss predict`")
+    p = groups["data"].add_parser("scene", help="write a large synthetic scene (S2 L1C band files "
+                                  "at 10/20/60 m, S1 VV/VH, true maps) for `cromss map predict`")
     p.add_argument("--settings", default=None, help="scene settings (JSON text or file)")
     p.add_argument("--out", type=Path, required=True, help="scene folder (replaced atomically)")
     p.set_defaults(func=_scene)
 
-    p = subparsers.add_parser("map-figure", help="a map beside its scene's true colour (and its "
-                              "error against a true map)")
-    p.add_argument("--map", type=Path, required=True, help="class map from `cromss predict`")
+    p = groups["map"].add_parser("figure", help="a map beside its scene's true colour (and its "
+                                 "error against a true map)")
+    p.add_argument("--map", type=Path, required=True, help="class map from `cromss map predict`")
     p.add_argument("--scene", nargs="+", required=True, help="the scene's files or folders")
     p.add_argument("--truth", type=Path, help="true class map on the same grid")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")

@@ -1,4 +1,4 @@
-"""A scene and a model in, a georeferenced map out: ``cromss predict``."""
+"""A scene and a model in, a georeferenced map out: ``cromss map predict``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rasterio
 
+from cromss import logs
+from cromss.errors import CromssError
 from cromss.predict.output import MapWriter
 from cromss.predict.predictor import Predictor, load_predictor
 from cromss.predict.scene import SceneReader
 from cromss.predict.tiling import Tiling, predict_strips
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rasterio.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +35,14 @@ def best_model(metrics: Sequence[str | Path]) -> tuple[Path, dict[str, Any]]:
     """The ``model.pt`` beside the best of several ``metrics.json`` files (highest mIoU; the
     first of equals), and its metrics."""
     if not metrics:
-        raise ValueError("no metrics files to choose the best model from")
+        raise CromssError("no metrics files to choose the best model from")
     ranked = []
     for path in map(Path, metrics):
         result = json.loads(path.read_text())
         try:
             score = float(result[SCORE[0]][SCORE[1]])
         except (KeyError, TypeError) as err:
-            raise ValueError(f"{path}: no {'.'.join(SCORE)} score") from err
+            raise CromssError(f"{path}: no {'.'.join(SCORE)} score") from err
         ranked.append((score, path, result))
     score, path, result = max(ranked, key=lambda item: item[0])
     model = path.with_name("model.pt")
@@ -56,7 +62,7 @@ def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out:
     started = time.perf_counter()
     predictor = model if isinstance(model, Predictor) else load_predictor(model, device)
     if tile % 32:
-        raise ValueError(f"tile {tile} px: must be a multiple of 32 (the encoders' stride)")
+        raise CromssError(f"tile {tile} px: must be a multiple of 32 (the encoders' stride)")
     needs = {m: predictor.bands(m) for m in predictor.modalities}
     if stac is not None:
         from cromss.predict.stac_scene import stac_scene
@@ -68,17 +74,20 @@ def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out:
     tiling = Tiling(reader.height, reader.width, tile, overlap)
     writer = MapWriter(Path(out), reader.crs, reader.transform, reader.width, reader.height,
                        predictor.classes, predictor.colors, predictor.branches,
-                       confidence=confidence, probabilities=probabilities)
+                       confidence=Path(confidence) if confidence else None,
+                       probabilities=Path(probabilities) if probabilities else None)
 
-    def read(window):
+    def read(window: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
         raw, valid = reader.read(window)
         return {m: predictor.prepare(m, raw[m]) for m in predictor.modalities}, valid
 
     log.info("%s: %d x %d px in %d tiles of %d px (overlap %d) on %s", out, reader.width,
              reader.height, len(tiling), tile, overlap, predictor.device)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), reader, writer:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), reader, writer, logs.Progress(
+            f"{out}", len(tiling), "tiles", logger=log) as progress:
         for strip in predict_strips(tiling, read, predictor, predictor.channels, batch_size):
             writer.write(strip)
+            progress.update(len(tiling.cols))
     seconds = time.perf_counter() - started
     megapixels = reader.width * reader.height / 1e6
     return {"map": str(writer.out), "confidence": str(writer.confidence),

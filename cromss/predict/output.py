@@ -1,7 +1,9 @@
 """The map files: class map and confidence as Cloud-Optimized GeoTIFFs, probabilities as Zarr.
 
-- class map: uint8 class indices, the classes' colour table, nodata 255, nearest-neighbour
-  overviews, on the scene's grid (same CRS, transform and size);
+- class map: uint8 class indices, the classes' colour table, nodata 255, mode overviews (each
+  overview pixel the most frequent class below it), on the scene's grid (same CRS, transform and
+  size); beside it the class names for GIS tools (GDAL's ``map.tif.aux.xml``, QGIS's ``map.qml``,
+  :mod:`cromss.predict.styles`);
 - confidence: float32, band 1 the maximum class probability, and for a fusion model band 2 the
   cross-modal agreement ``sum_c min(p_s1[c], p_s2[c])`` (1 where both branches give the same
   distribution, 0 where they share nothing); NaN where there is no prediction; averaged overviews;
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ import rasterio.shutil
 from matplotlib.colors import to_rgb
 from rasterio.windows import Window
 
-from cromss.atomic import atomic_path
+from cromss.atomic import atomic_path, naming_failures, scratch_dir
 from cromss.constants import IGNORE_INDEX
+from cromss.predict.styles import write_category_names, write_qgis_style
 from cromss.predict.tiling import Strip
 
 NODATA_CLASS = IGNORE_INDEX
@@ -42,7 +44,10 @@ def confidence_path(out: str | Path) -> Path:
 
 
 def colour_table(colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
-    table = {i: (*(round(255 * c) for c in to_rgb(color)), 255) for i, color in enumerate(colors)}
+    table: dict[int, tuple[int, int, int, int]] = {}
+    for i, color in enumerate(colors):
+        red, green, blue = (round(255 * c) for c in to_rgb(color))
+        table[i] = (red, green, blue, 255)
     table[NODATA_CLASS] = (0, 0, 0, 0)
     return table
 
@@ -54,10 +59,10 @@ def summarise_strip(probabilities: np.ndarray, valid: np.ndarray, classes: int
     branches = probabilities.reshape(-1, classes, *probabilities.shape[1:])
     fused = branches.mean(0)
     labels = np.where(valid, fused.argmax(0), NODATA_CLASS).astype(np.uint8)
-    confidence = [fused.max(0)]
+    bands = [fused.max(0)]
     if len(branches) == 2:
-        confidence.append(np.minimum(branches[0], branches[1]).sum(0))
-    confidence = np.where(valid, np.stack(confidence), np.nan).astype(np.float32)
+        bands.append(np.minimum(branches[0], branches[1]).sum(0))
+    confidence = np.where(valid, np.stack(bands), np.nan).astype(np.float32)
     return labels, confidence, np.where(valid, fused, np.nan).astype(np.float32)
 
 
@@ -89,8 +94,7 @@ class MapWriter:
     def __enter__(self) -> MapWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._stack = contextlib.ExitStack()
-        self._tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(
-            prefix=f".{self.out.name}.", dir=self.out.parent)))
+        self._tmp = self._stack.enter_context(scratch_dir(self.out))
         self._labels = self._stack.enter_context(rasterio.open(
             self._tmp / "labels.tif", "w", **self._profile(1, "uint8", NODATA_CLASS)))
         self._labels.write_colormap(1, colour_table(self.colors))
@@ -119,25 +123,30 @@ class MapWriter:
         labels, confidence, probabilities = summarise_strip(strip.probabilities, strip.valid,
                                                             len(self.classes))
         window = Window(0, strip.top, self.width, labels.shape[0])
-        self._labels.write(labels, 1, window=window)
-        self._conf.write(confidence, window=window)
-        if self._probs is not None:
-            self._probs[:, strip.top:strip.top + labels.shape[0]] = probabilities
+        with naming_failures(self.out):  # disk full: GDAL's and zarr's errors name no file
+            self._labels.write(labels, 1, window=window)
+            self._conf.write(confidence, window=window)
+            if self._probs is not None:
+                self._probs[:, strip.top:strip.top + labels.shape[0]] = probabilities
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         assert self._stack is not None
         try:
             if exc_type is None:
-                self._labels.close()
-                self._conf.close()
-                self._publish()
+                with naming_failures(self.out):
+                    self._labels.close()
+                    self._conf.close()
+                    self._publish()
         finally:
             self._stack.close()
 
     def _publish(self) -> None:
         with atomic_path(self.out) as tmp:
             rasterio.shutil.copy(self._tmp / "labels.tif", tmp, driver="COG", COMPRESS="DEFLATE",
-                                 BLOCKSIZE=BLOCK, OVERVIEW_RESAMPLING="NEAREST")
+                                 BLOCKSIZE=BLOCK, OVERVIEW_RESAMPLING="MODE")
+        write_category_names(self.out, self.classes)
+        write_qgis_style(self.out, self.classes, self.colors)
+        assert self.confidence is not None  # set in __post_init__
         with atomic_path(self.confidence) as tmp:
             rasterio.shutil.copy(self._tmp / "confidence.tif", tmp, driver="COG",
                                  COMPRESS="DEFLATE", PREDICTOR="YES", BLOCKSIZE=BLOCK,

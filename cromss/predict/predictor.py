@@ -28,15 +28,11 @@ from torch import nn
 
 from cromss import models
 from cromss.constants import DW_CLASSES, DW_COLORS, TASKS, input_normalisation
-from cromss.training import checkpoint
+from cromss.errors import CromssError
 from cromss.training.datasets import SIZE_MULTIPLE, normalise
-
-RELEASED_FUSIONS = {
-    "middle": {"net.encoder1.": "encoder_s1.", "net.encoder.": "encoder_s2.",
-               "net.decoder.": "decoder.", "net.segmentation_head.": "segmentation_head."},
-    "late": {"net.model1.": "unet_s1.", "net.model2.": "unet_s2."},
-}
-"""Released checkpoint prefix -> this package's module prefix, per fusion."""
+from cromss.weights import files
+from cromss.weights.released import released_model
+from cromss.weights.trained import load_downstream, load_model
 
 
 @dataclass
@@ -98,8 +94,6 @@ class Predictor:
 
 
 def _finetuned(path: Path, card: dict[str, Any]) -> Predictor:
-    from cromss.training.finetune import load_downstream
-
     module, card = load_downstream(path)
     modality = card["modality"]
     norm = card.get("normalisation") or input_normalisation(modality, card["in_channels"])
@@ -109,70 +103,37 @@ def _finetuned(path: Path, card: dict[str, Any]) -> Predictor:
 
 def _fusion_predictor(module: models.CromssModel, kind: str, settings: dict[str, Any],
                       path: Path) -> Predictor:
-    classes = int(settings.get("num_classes", 9))
-    s2_bands = int(settings.get("s2_bands", 13))
+    classes = int(settings.get("num_classes", len(DW_CLASSES)))
+    s2_bands = int(settings["s2_bands"])
     norms = {m: input_normalisation(m, s2_bands) for m in module.modalities}
     return Predictor(module.eval(), kind, tuple(module.modalities), norms,
                      list(DW_CLASSES[:classes]), list(DW_COLORS[:classes]), str(path))
 
 
-def released_settings(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, Any]]:
-    """Fusion and model settings of a released Lightning state dict, from its weights."""
-    from cromss.training.finetune import infer_resnet, input_bands
-
-    fusion = next((f for f, prefixes in RELEASED_FUSIONS.items()
-                   if all(any(k.startswith(p) for k in state) for p in prefixes)), None)
-    if fusion is None:
-        raise ValueError(f"{path}: a Lightning checkpoint, but neither a middle-fusion "
-                         f"({', '.join(RELEASED_FUSIONS['middle'])}) nor a late-fusion "
-                         f"({', '.join(RELEASED_FUSIONS['late'])}) CromSS model")
-    s2_prefix = "net.encoder." if fusion == "middle" else "net.model2.encoder."
-    s2_encoder = models.strip_prefix(state, s2_prefix)
-    head = "net.segmentation_head.0.weight" if fusion == "middle" else \
-        "net.model1.segmentation_head.0.weight"
-    decoder = "net.decoder." if fusion == "middle" else "net.model1.decoder."
-    channels = [int(state[f"{decoder}blocks.{i}.conv1.0.weight"].shape[0])
-                for i in range(models.ENCODER_DEPTH)]
-    return fusion, {"fusion": fusion, "encoder": infer_resnet(s2_encoder),
-                    "s2_bands": input_bands(s2_encoder, str(path)),
-                    "num_classes": int(state[head].shape[0]), "decoder_channels": channels}
-
-
 def _released(path: Path, state: dict[str, torch.Tensor]) -> Predictor:
-    fusion, settings = released_settings(state, path)
-    renamed = {}
-    for key, value in state.items():
-        for old, new in RELEASED_FUSIONS[fusion].items():
-            if key.startswith(old):
-                renamed[new + key[len(old):]] = value
-    module = models.build_model(settings)
-    try:
-        module.load_state_dict(renamed)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: released weights do not fit a {fusion}-fusion "
-                         f"{settings['encoder']} U-Net: {err}") from err
+    module, settings = released_model(path, state)
     return _fusion_predictor(module, "released", settings, path)
 
 
 def load_predictor(path: str | Path, device: str | torch.device | None = None) -> Predictor:
     """The predictor of a fine-tuned model, a pretrained model or a released checkpoint."""
     path = Path(path)
-    payload = checkpoint.load(path)
+    payload = files.load(path)
     state = payload.get("state_dict")
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: no state_dict: not a model file of cromss or CromSS")
+        raise CromssError(f"{path}: no state_dict: not a model file of cromss or CromSS")
     card = payload.get("card")
     if isinstance(card, dict) and "task" in card:
         predictor = _finetuned(path, card)
     elif isinstance(payload.get("settings"), dict):
-        module, settings = models.load_model(path)
+        module, settings = load_model(path)
         predictor = _fusion_predictor(module, "pretrained", settings, path)
     elif any(key.startswith("net.") for key in state):
         predictor = _released(path, state)
     else:
-        raise ValueError(f"{path}: neither a fine-tuned model (card with a task), a pretrained "
-                         f"model (settings) nor a released CromSS checkpoint (net.* weights); "
-                         f"an encoder file alone cannot make a map")
+        raise CromssError(f"{path}: neither a fine-tuned model (card with a task), a pretrained "
+                          f"model (settings) nor a released CromSS checkpoint (net.* weights); "
+                          f"an encoder file alone cannot make a map")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return predictor.to(device)

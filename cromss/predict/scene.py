@@ -33,6 +33,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from cromss.constants import S1_BANDS, S2_BANDS
+from cromss.errors import CromssError
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,16 @@ METRES_PER_DEGREE = 111_320.0
 
 @dataclass(frozen=True)
 class Band:
-    """One band of the scene: its file, its 1-based index there and its modality."""
+    """One band of the scene: its file, its 1-based index there and its modality; ``scale`` and
+    ``offset`` map its values to the model's units (declared by a STAC item, see
+    :mod:`cromss.sources.stac_bands`)."""
 
     name: str
     modality: str
     path: str
     index: int = 1
+    scale: float = 1.0
+    offset: float = 0.0
 
 
 def band_from_name(text: str) -> tuple[str, str] | None:
@@ -69,14 +74,14 @@ def _file_bands(path: str, count: int, descriptions: tuple[str | None, ...]) -> 
     if count == 1:
         named = band_from_name(Path(path).stem) or band_from_name(descriptions[0] or "")
         return [Band(named[1], named[0], path)] if named else []
-    named = [band_from_name(d or "") for d in descriptions]
-    if all(named):
-        return [Band(b, m, path, i) for i, (m, b) in enumerate(named, start=1)]
+    described = [band_from_name(d or "") for d in descriptions]
+    if all(described):
+        return [Band(b, m, path, i) for i, (m, b) in enumerate(filter(None, described), start=1)]
     by_count = {len(S2_BANDS): ("s2", S2_BANDS), len(S1_BANDS): ("s1", S1_BANDS)}
     if count not in by_count:
-        raise ValueError(f"{path}: {count} bands without band descriptions: cannot tell which "
-                         f"they are (13 = S2 L1C B1..B12, 2 = S1 VV VH, or name them in the "
-                         f"band descriptions)")
+        raise CromssError(f"{path}: {count} bands without band descriptions: cannot tell which "
+                          f"they are (13 = S2 L1C B1..B12, 2 = S1 VV VH, or name them in the "
+                          f"band descriptions)")
     modality, names = by_count[count]
     return [Band(b, modality, path, i) for i, b in enumerate(names, start=1)]
 
@@ -104,16 +109,16 @@ def find_bands(paths: Iterable[str | Path]) -> dict[str, Band]:
             with rasterio.open(path) as src:
                 found = _file_bands(path, src.count, src.descriptions)
         except rasterio.errors.RasterioError as err:
-            raise ValueError(f"{path}: not a readable raster ({err})") from err
+            raise CromssError(f"{path}: not a readable raster ({err})") from err
         if not found:
             if explicit:
-                raise ValueError(f"{path}: cannot tell which band this is (name it like "
-                                 f"..._B02.tif or ..._VV.tif, or set its band description)")
+                raise CromssError(f"{path}: cannot tell which band this is (name it like "
+                                  f"..._B02.tif or ..._VV.tif, or set its band description)")
             log.debug("%s: not a band file, skipped", path)
         for band in found:
             if band.name in bands:
-                raise ValueError(f"band {band.name} is in both {bands[band.name].path} and "
-                                 f"{band.path}")
+                raise CromssError(f"band {band.name} is in both {bands[band.name].path} and "
+                                  f"{band.path}")
             bands[band.name] = band
     return bands
 
@@ -133,7 +138,7 @@ Grid = tuple[Any, Any, int, int]
 def _info(path: str) -> tuple:
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as src:
         if src.crs is None:
-            raise ValueError(f"{path}: no coordinate reference system")
+            raise CromssError(f"{path}: no coordinate reference system")
         return (src.crs, src.transform, src.width, src.height, src.bounds, pixel_metres(src),
                 src.nodata, src.dtypes[0])
 
@@ -156,14 +161,14 @@ class SceneReader:
         if missing:
             seen = ", ".join(sorted(bands)) or "none"
             where = ", ".join(map(str, self.paths)) or "from STAC"
-            raise ValueError(f"scene {where}: the model needs the bands {', '.join(missing)}, "
-                             f"which are missing (bands found: {seen})")
+            raise CromssError(f"scene {where}: the model needs the bands {', '.join(missing)}, "
+                              f"which are missing (bands found: {seen})")
         self.bands = {b: bands[b] for m in needs for b in needs[m]}
         self._infos = {path: _info(path) for path in {band.path for band in self.bands.values()}}
         if grid is None:
             self._check_grid()
         else:  # a grid chosen for the area (STAC): every band is warped onto it
-            self.reference = None
+            self.reference: str | None = None
             self.crs, self.transform, self.width, self.height = grid
         self._open: dict[str, Any] = {}
         self._stack: contextlib.ExitStack | None = None
@@ -173,18 +178,18 @@ class SceneReader:
         self.reference = min(infos, key=lambda p: (infos[p][5], p))
         crs, transform, width, height, bounds, metres = infos[self.reference][:6]
         if abs(metres / MODEL_RESOLUTION_M - 1) > RESOLUTION_TOLERANCE:
-            raise ValueError(f"{self.reference}: {metres:g} m pixels; the model was trained on "
-                             f"{MODEL_RESOLUTION_M:g} m pixels (resample the scene to 10 m)")
+            raise CromssError(f"{self.reference}: {metres:g} m pixels; the model was trained on "
+                              f"{MODEL_RESOLUTION_M:g} m pixels (resample the scene to 10 m)")
         for path, (other_crs, _, _, _, other_bounds, other_metres, *_) in infos.items():
             if other_crs != crs:
-                raise ValueError(f"{path}: CRS {other_crs.to_string()} differs from "
-                                 f"{crs.to_string()} of {self.reference} (reproject it first)")
+                raise CromssError(f"{path}: CRS {other_crs.to_string()} differs from "
+                                  f"{crs.to_string()} of {self.reference} (reproject it first)")
             slack = other_metres / metres * abs(transform.a) / 2
             if (other_bounds.left > bounds.left + slack or other_bounds.top < bounds.top - slack
                     or other_bounds.right < bounds.right - slack
                     or other_bounds.bottom > bounds.bottom + slack):
-                raise ValueError(f"{path}: bounds {tuple(other_bounds)} do not cover the grid "
-                                 f"{tuple(bounds)} of {self.reference}")
+                raise CromssError(f"{path}: bounds {tuple(other_bounds)} do not cover the grid "
+                                  f"{tuple(bounds)} of {self.reference}")
         self.crs, self.transform, self.width, self.height = crs, transform, width, height
 
     def nodata(self, path: str, modality: str) -> float | None:
@@ -229,6 +234,8 @@ class SceneReader:
                 nodata = self.nodata(band.path, modality)
                 if nodata is not None and not math.isnan(nodata):
                     data[data == nodata] = np.nan
+                if (band.scale, band.offset) != (1.0, 0.0):  # digital numbers are never negative
+                    data = np.maximum(data * band.scale + band.offset, 0.0)
                 planes.append(data)
             stack = np.stack(planes)
             if modality == "s1" and self.s1_units != "db":

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
+from cromss.errors import CromssError
+
 ReadTile = Callable[[Window], tuple[dict[str, np.ndarray], np.ndarray]]
 """window -> (normalised inputs per modality (bands, h, w), valid pixels (h, w))."""
 PredictBatch = Callable[[list[dict[str, np.ndarray]]], np.ndarray]
@@ -65,10 +67,10 @@ class Tiling:
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
-            raise ValueError(f"empty scene ({self.height} x {self.width} px)")
+            raise CromssError(f"empty scene ({self.height} x {self.width} px)")
         if self.tile < 1 or not 0 <= 2 * self.overlap <= self.tile:
-            raise ValueError(f"tile {self.tile} px with overlap {self.overlap} px: the overlap "
-                             f"must be between 0 and half the tile")
+            raise CromssError(f"tile {self.tile} px with overlap {self.overlap} px: the overlap "
+                              f"must be between 0 and half the tile")
 
     @property
     def rows(self) -> list[int]:

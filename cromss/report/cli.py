@@ -1,21 +1,35 @@
-"""The report stage's commands: ``tables``, ``table4``, ``figure`` and ``metrics-summary``."""
+"""The report stage's commands: ``cromss report tables | table4 | figure | metrics-summary``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cromss.atomic import atomic_path
 from cromss.config import load_settings
+from cromss.errors import CromssError
 
-FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion", "samples", "predictions")
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
+    from cromss.cli import Groups
+    from cromss.report.provenance import Provenance
+
+FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion", "samples", "predictions",
+           "ablation")
+PROVENANCE_HELP = ("the run's data, pretrain and finetune settings (or the parts "
+                   "cromss.report.provenance reads): every table says where our rows come from")
 TABLE_TITLES = {"dfc2020": "Table 1: DFC2020 (PSPNet)", "dw": "Table 2: SSL4EO-S12@DW (DeepLabv3+)",
                 "osm": "Table 3: SSL4EO-S12@OSM (FPN)"}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands."""
+def register(groups: Groups) -> None:
+    """Add ``cromss report tables | table4 | figure | metrics-summary``."""
+    subparsers = groups["report"]
     tables = subparsers.add_parser("tables", help="table 1/2/3 of one task, paper values beside")
     tables.add_argument("--task", required=True, choices=sorted(TABLE_TITLES),
                         help="the downstream task of the table")
@@ -26,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tables.add_argument("--variants", default="{}", metavar="JSON|FILE",
                         help="the pretrain settings section (or its variants mapping)")
     tables.add_argument("--encoder", help="encoder name when metrics.json has no 'encoder' key")
-    tables.add_argument("--out", required=True, type=Path, help="tableN.csv (tableN.md beside)")
+    tables.add_argument("--provenance", metavar="JSON|FILE", help=PROVENANCE_HELP)
+    tables.add_argument("--out", required=True, type=Path,
+                        help="tableN.csv (tableN.md and tableN.html beside)")
     tables.set_defaults(func=run_tables)
 
     table4 = subparsers.add_parser("table4", help="the pretraining ablation on this run")
@@ -36,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the pretrain settings section (or its variants mapping)")
     table4.add_argument("--metrics", nargs="*", default=[], type=Path, metavar="FILE",
                         help="metrics.json of the ablation transfer (random adds a baseline row)")
-    table4.add_argument("--out", required=True, type=Path, help="table4.csv (table4.md beside)")
+    table4.add_argument("--provenance", metavar="JSON|FILE", help=PROVENANCE_HELP)
+    table4.add_argument("--out", required=True, type=Path,
+                        help="table4.csv (table4.md and table4.html beside)")
     table4.set_defaults(func=run_table4)
 
     figure = subparsers.add_parser("figure", help="one report figure as PNG")
@@ -51,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="samples: a pretrained model.pt; predictions: NAME=model.pt each")
     figure.add_argument("--store", type=Path, help="the store the models run on")
     figure.add_argument("--count", type=int, default=4, help="samples or tiles shown")
+    figure.add_argument("--table", type=Path, help="ablation: table4.csv")
     figure.add_argument("--out", required=True, type=Path, help="the PNG to write")
     figure.set_defaults(func=run_figure)
 
@@ -75,47 +94,77 @@ def _logs(paths: list[Path]) -> dict:
 
     logs = {variant_of_log(p): load_log(p) for p in paths}
     if len(logs) != len(paths):
-        raise ValueError("two pretraining logs of the same variant: "
-                         + ", ".join(map(str, paths)))
+        raise CromssError("two pretraining logs of the same variant: "
+                          + ", ".join(map(str, paths)))
     return logs
 
 
-def _write_table(table, markdown: str, out: Path) -> None:
-    """Write ``out`` (CSV) and its ``.md`` sibling, each atomically."""
+def _provenance(text: str | None) -> Provenance | None:
+    from cromss.report.provenance import Provenance
+
+    if not text:
+        return None
+    try:
+        return Provenance.from_settings(load_settings(text))
+    except KeyError as err:
+        raise CromssError(f"--provenance: {err} missing (the table rules pass "
+                          "cromss.report.provenance.provenance_settings of the config)") from err
+
+
+def _write_table(table: pd.DataFrame, title: str, provenance: Provenance | None, out: Path,
+                 markdown: Callable[..., str], html: Callable[..., str]) -> None:
+    """Write ``out`` (CSV, with the ``ours_from`` column where we ran) and its ``.md`` and
+    ``.html`` siblings, each atomically."""
+    ran = table["seeds"].fillna(0) > 0
+    table = table.assign(ours_from=(provenance.short() if provenance else "not given"))
+    table.loc[~ran, "ours_from"] = ""
+    csv_text = table.to_csv(index=False, float_format="%.4f")
     with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+        tmp.write_text(csv_text)
     with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown)
+        tmp.write_text(markdown(table, title, provenance))
+    with atomic_path(out.with_suffix(".html")) as tmp:
+        tmp.write_text(html(table, title, provenance, csv_text, out.name), encoding="utf-8")
 
 
 def run_tables(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.html_tables import transfer_html
     from cromss.report.markdown import transfer_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     runs = [tables.load_run(p) for p in args.metrics]
     table = tables.transfer_table(runs, tables.load_reference(args.reference), args.task,
                                   variants, args.encoder)
-    _write_table(table, transfer_markdown(table, TABLE_TITLES[args.task]), args.out)
+    _write_table(table, TABLE_TITLES[args.task], _provenance(args.provenance), args.out,
+                 transfer_markdown, transfer_html)
 
 
 def run_table4(args: argparse.Namespace) -> None:
     from cromss.report import tables
+    from cromss.report.html_tables import ablation_html
     from cromss.report.markdown import ablation_markdown
 
     variants = tables.resolve_variants(load_settings(args.variants))
     table = tables.ablation_table(_logs(args.pretrain_logs), variants,
                                   [tables.load_run(p) for p in args.metrics])
-    _write_table(table, ablation_markdown(table, "Table 4: ablation on this run"), args.out)
+    _write_table(table, "Table 4: ablation on this run", _provenance(args.provenance), args.out,
+                 ablation_markdown, ablation_html)
 
 
 def run_figure(args: argparse.Namespace) -> None:
     from cromss.report import figures
     from cromss.report.tables import load_run
 
-    if args.name in ("pretrain-curves", "selection"):
+    if args.name == "ablation":
+        import pandas as pd
+
+        if args.table is None or not args.table.is_file():
+            raise ValueError(f"figure ablation needs --table table4.csv (got {args.table})")
+        figure = figures.ablation_bars(pd.read_csv(args.table))
+    elif args.name in ("pretrain-curves", "selection"):
         if not args.pretrain_logs:
-            raise ValueError(f"figure {args.name} needs --pretrain-logs")
+            raise CromssError(f"figure {args.name} needs --pretrain-logs")
         logs = _logs(args.pretrain_logs)
         figure = (figures.pretrain_curves(logs) if args.name == "pretrain-curves"
                   else figures.selection_curves(logs))
@@ -123,7 +172,7 @@ def run_figure(args: argparse.Namespace) -> None:
         from cromss.report import inference
 
         if not args.model or args.store is None:
-            raise ValueError(f"figure {args.name} needs --model and --store")
+            raise CromssError(f"figure {args.name} needs --model and --store")
         if args.name == "samples":
             figure = inference.selection_examples(args.model[0], args.store, args.count)
         else:
@@ -132,7 +181,7 @@ def run_figure(args: argparse.Namespace) -> None:
             figure = inference.prediction_examples(named, args.store, args.count)
     else:
         if not args.metrics:
-            raise ValueError(f"figure {args.name} needs --metrics")
+            raise CromssError(f"figure {args.name} needs --metrics")
         draw = figures.class_iou_bars if args.name == "class-iou" else figures.confusion_matrices
         figure = draw([load_run(p) for p in args.metrics], args.setting)
     figures.save_figure(figure, args.out)

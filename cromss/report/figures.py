@@ -16,17 +16,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from cromss.atomic import atomic_path  # noqa: E402
-from cromss.constants import IGNORE_INDEX  # noqa: E402
-from cromss.data.inspect import s1_composite, true_colour  # noqa: E402
+from cromss.atomic import atomic_path
+from cromss.constants import IGNORE_INDEX
+from cromss.data.inspect import s1_composite, true_colour
+from cromss.report.colours import class_legend, show_label
 
-IGNORE_COLOR = "#000000"
 SELECTION_CMAP = "magma"
 
 
@@ -40,26 +38,61 @@ def save_figure(figure: Figure, out: str | Path, dpi: int = 110) -> Path:
 
 
 def _series(log: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Epochs and values of ``key`` over the records that carry it."""
-    points = [(r["epoch"], r[key]) for r in log if r.get(key) is not None]
+    """Epochs (counted from 1, as the logs print ``epoch 1/N``) and values of ``key`` over the
+    records that carry it."""
+    points = [(r["epoch"] + 1, r[key]) for r in log if r.get(key) is not None]
     epochs, values = zip(*points) if points else ((), ())
     return np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)
 
 
+def _clip_first_epoch(axis: plt.Axes, series: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Scale ``axis`` to the epochs after the first where the first lies far above them (early
+    BatchNorm statistics can put it decades higher), and say so at the clipped points."""
+    later = np.concatenate([values[epochs > 1] for epochs, values in series] or [np.empty(0)])
+    first = np.concatenate([values[epochs == 1] for epochs, values in series] or [np.empty(0)])
+    later, first = later[np.isfinite(later)], first[np.isfinite(first)]
+    if not later.size or not first.size or first.max() <= 3 * later.max():
+        return
+    low, high = later.min(), later.max()
+    top = high + 0.15 * max(high - low, 0.1 * abs(high))
+    axis.set_ylim(low - 0.05 * max(high - low, 0.1 * abs(high)), top)
+    axis.annotate(f"epoch 1: {first.max():.3g} (off scale)", xy=(1, top), xytext=(0, -14),
+                  textcoords="offset points", fontsize=8, color="0.3", ha="left", va="top",
+                  arrowprops={"arrowstyle": "-|>", "color": "0.5"}, annotation_clip=False)
+
+
 def pretrain_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
-    """Training loss, validation loss and learning rate over epochs, one line per variant."""
+    """Training loss, validation loss and learning rate over epochs 1..N, one line per variant;
+    a first epoch far above the rest is clipped (and labelled), a constant learning rate is
+    stated instead of drawn as a flat line."""
     if not logs:
         raise ValueError("no pretraining logs given")
-    panels = (("train_loss", "training loss"), ("val_loss", "validation loss"),
-              ("lr", "learning rate"))
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
-    for axis, (key, title) in zip(axes, panels):
-        for variant, log in logs.items():
-            axis.plot(*_series(log, key), marker="o", markersize=3, label=variant)
-        axis.set(title=title, xlabel="epoch")
+    panels = (("train_loss", "training loss", "loss (CE + Dice + consistency)"),
+              ("val_loss", "validation loss", "loss (CE + Dice, hard labels)"))
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    for axis, (key, title, ylabel) in zip(axes, panels):
+        series = {variant: _series(log, key) for variant, log in logs.items()}
+        for variant, (epochs, values) in series.items():
+            axis.plot(epochs, values, marker="o", markersize=3, label=variant)
+        axis.set(title=title, xlabel="epoch", ylabel=ylabel)
+        _clip_first_epoch(axis, list(series.values()))
+    rates = {variant: _series(log, "lr") for variant, log in logs.items()}
+    values = np.concatenate([v for _, v in rates.values()] or [np.empty(0)])
+    lr_axis = axes[2]
+    if values.size and np.allclose(values, values[0]):
+        lr_axis.text(0.5, 0.5, f"constant {values[0]:.3g}\nin every epoch of every variant\n"
+                     "(the plateau scheduler never reduced it)", ha="center", va="center",
+                     transform=lr_axis.transAxes, fontsize=10)
+        lr_axis.set(title="learning rate", xlabel="epoch", yticks=[])
+        lr_axis.set_xlim(0.5, max(e.max() for e, _ in rates.values()) + 0.5)
+    else:
+        for variant, (epochs, rate) in rates.items():
+            lr_axis.step(epochs, rate, where="post", marker="o", markersize=3, label=variant)
+        lr_axis.set(title="learning rate", xlabel="epoch", ylabel="learning rate (log)",
+                    yscale="log")
+    for axis in axes:
         axis.grid(alpha=0.3)
-    axes[1].set_yscale("log")  # early epochs' BatchNorm statistics make it span decades
-    axes[2].set_yscale("log")
+        axis.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(title="variant")
     return figure
 
@@ -150,12 +183,13 @@ def confusion_matrices(runs: Sequence[Mapping[str, Any]], setting: str = "finetu
                                 squeeze=False, layout="constrained")
     image = None
     for axis, ((modality, weights), group) in zip(axes.flat, groups.items()):
-        matrix = normalised_confusion(sum(np.asarray(r["confusion_matrix"]) for r in group))
-        image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+        matrix = 100 * normalised_confusion(np.asarray(sum(np.asarray(r["confusion_matrix"])
+                                                           for r in group)))
+        image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=100)
         for (row, col), value in np.ndenumerate(matrix):
-            if value >= 0.005:
-                axis.text(col, row, f"{value * 100:.0f}", ha="center", va="center", fontsize=9,
-                          color="white" if value > 0.6 else "black")
+            if value >= 0.5:
+                axis.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=9,
+                          color="white" if value > 60 else "black")
         ticks = np.arange(len(names))
         axis.set_xticks(ticks, names, rotation=45, ha="right", fontsize=9)
         axis.set_yticks(ticks, names, fontsize=9)
@@ -163,35 +197,52 @@ def confusion_matrices(runs: Sequence[Mapping[str, Any]], setting: str = "finetu
                  ylabel="true")
     for axis in axes.flat[len(groups):]:
         axis.set_visible(False)
-    figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true class")
+    assert image is not None, "no groups"
+    figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true class (%)")
     return figure
 
 
-def label_colormap(colors: Sequence[str]) -> ListedColormap:
-    """Class colours for indices 0..C-1 (ignore pixels are drawn separately)."""
-    return ListedColormap(list(colors))
+def ablation_bars(table: Any) -> Figure:
+    """Table 4 as a figure: the transfer mIoU of each variant (mean, error bars one std over
+    seeds; none with one seed) and, per variant, the precision of the pixels each modality's
+    selection kept against the precision of all noisy labels."""
+    rows = table[table["seeds"].fillna(0) > 0] if "seeds" in table else table
+    if rows.empty:
+        raise ValueError("table 4 has no variant with transfer results")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained",
+                                         width_ratios=(1, 1.3))
+    x = np.arange(len(rows))
+    std = rows["mIoU_std"].astype(float).to_numpy()  # NaN (one seed): no error bar
+    left.bar(x, rows["mIoU"].astype(float), yerr=std, capsize=4,
+             color=["0.6" if w == "random" else "tab:blue" for w in rows["weights"]])
+    for position, (mean, spread) in enumerate(zip(rows["mIoU"].astype(float),
+                                                  np.nan_to_num(std))):
+        left.annotate(f"{mean:.1f}", (position, mean + spread), xytext=(0, 3),
+                      textcoords="offset points", ha="center", fontsize=9)
+    transfer = ", ".join(sorted({str(t) for t in rows.get("transfer", []) if isinstance(t, str)}))
+    left.set_xticks(x, rows["weights"], rotation=20, ha="right")
+    left.set(title=f"transfer mIoU ({transfer})", ylabel="mIoU (%), mean ± std over seeds")
+    pretrained = table[table["weights"] != "random"]
+    px = np.arange(len(pretrained))
+    for offset, (key, label, color) in enumerate((
+            ("selection_precision_s1", "kept by S1 selection", "tab:blue"),
+            ("selection_precision_s2", "kept by S2 selection", "tab:orange"))):
+        right.bar(px + (offset - 0.5) * 0.38, pretrained[key].astype(float), 0.38, label=label,
+                  color=color)
+    right.scatter(px, pretrained["label_precision"].astype(float), marker="_", s=900,
+                  color="k", zorder=3, label="all noisy labels")
+    low = np.nanmin(pretrained[["label_precision", "selection_precision_s1",
+                                "selection_precision_s2"]].astype(float).to_numpy())
+    right.set_xticks(px, pretrained["weights"], rotation=20, ha="right")
+    right.set(title="label precision at the last pretraining epoch",
+              ylabel="correct noisy labels (%)", ylim=(max(0, low - 10), 100))
+    right.legend(fontsize="small", loc="upper right")
+    for axis in (left, right):
+        axis.grid(axis="y", alpha=0.3)
+    return figure
 
 
-def _show_label(axis: plt.Axes, label: np.ndarray, colors: Sequence[str]) -> None:
-    """Draw a class-index map with the class colours; ignore (255) in black."""
-    label = np.asarray(label)
-    valid = label != IGNORE_INDEX
-    if (label[valid] >= len(colors)).any():
-        raise ValueError(f"label holds class {label[valid].max()}, "
-                         f"beyond the {len(colors)} colours")
-    axis.set_facecolor(IGNORE_COLOR)
-    axis.imshow(np.ma.masked_where(~valid, label), cmap=label_colormap(colors), vmin=-0.5,
-                vmax=len(colors) - 0.5, interpolation="nearest")
-
-
-def _legend(figure: Figure, classes: Sequence[str], colors: Sequence[str]) -> None:
-    handles = [Patch(color=c, label=n) for n, c in zip(classes, colors)]
-    handles.append(Patch(color=IGNORE_COLOR, label="ignored"))
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7),
-                  fontsize="small")
-
-
-def _check_samples(name: str, arrays: Sequence[np.ndarray], count: int) -> None:
+def _check_samples(name: str, arrays: Sequence[Any], count: int) -> None:
     if len(arrays) != count:
         raise ValueError(f"{name}: {len(arrays)} arrays for {count} samples")
 
@@ -220,8 +271,8 @@ def sample_panels(s2_rgb: Sequence[np.ndarray], s1: Sequence[np.ndarray],
     for row in range(count):
         axes[row, 0].imshow(true_colour(s2_rgb[row]))
         axes[row, 1].imshow(s1_composite(s1[row]))
-        _show_label(axes[row, 2], noisy[row], colors)
-        _show_label(axes[row, 3], truth[row], colors)
+        show_label(axes[row, 2], noisy[row], colors)
+        show_label(axes[row, 3], truth[row], colors)
         for col, mask in ((4, mask_s1[row]), (5, mask_s2[row])):
             mask_image = axes[row, col].imshow(mask, cmap=SELECTION_CMAP, vmin=0, vmax=1,
                                                interpolation="nearest")
@@ -230,8 +281,9 @@ def sample_panels(s2_rgb: Sequence[np.ndarray], s1: Sequence[np.ndarray],
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
+    assert mask_image is not None, "no samples"
     figure.colorbar(mask_image, ax=axes[:, 5], shrink=0.7, label="weight")
-    _legend(figure, classes, colors)
+    class_legend(figure, classes, colors)
     return figure
 
 
@@ -259,10 +311,10 @@ def prediction_panels(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     for row in range(count):
         label = np.asarray(labels[row])
         axes[row, 0].imshow(np.clip(images[row], 0, 1))
-        _show_label(axes[row, 1], label, colors)
+        show_label(axes[row, 1], label, colors)
         for col, model in enumerate(models, start=2):
             prediction = np.where(label == IGNORE_INDEX, IGNORE_INDEX, predictions[row][model])
-            _show_label(axes[row, col], prediction, colors)
+            show_label(axes[row, col], prediction, colors)
             correct = (prediction == label)[label != IGNORE_INDEX]
             axes[row, col].set_xlabel(f"{correct.mean() * 100:.0f}% correct" if correct.size
                                       else "no labelled pixels", fontsize=8)
@@ -271,5 +323,5 @@ def prediction_panels(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    _legend(figure, classes, colors)
+    class_legend(figure, classes, colors)
     return figure

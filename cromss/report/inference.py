@@ -9,14 +9,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from cromss import models
 from cromss.constants import DW_CLASSES, DW_COLORS, TASKS
+from cromss.settings import Selection, build
 from cromss.data.inspect import rgb_bands, s1_composite, true_colour
 from cromss.data.store import open_arrays
+from cromss.errors import CromssError
 from cromss.losses import selection_weights
 from cromss.report import figures
 from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset, model_input
-from cromss.training.finetune import load_downstream, predict
+from cromss.training.finetune import predict
+from cromss.weights.trained import load_downstream, load_model
+
 
 def _centre(array: np.ndarray) -> np.ndarray:
     """The centre crop of the last two axes at the largest multiple of the encoder's stride."""
@@ -30,26 +33,26 @@ def _centre(array: np.ndarray) -> np.ndarray:
 def selection_examples(model_path: str | Path, store: str | Path, count: int) -> Figure:
     """S2, S1, noisy and true labels and both modalities' label-selection weights (Wl) of the
     first ``count`` pretraining samples (season i % 4), as the model selects at its last epoch."""
-    model, settings = models.load_model(model_path)
+    model, settings = load_model(model_path)
     if model.modalities != ("s1", "s2"):
-        raise ValueError(f"{model_path}: selection needs a two-modality model")
+        raise CromssError(f"{model_path}: selection needs a two-modality model")
     group = open_arrays(store)
     if "truth" not in group:
-        raise ValueError(f"{store}: no true labels to compare the selection with")
+        raise CromssError(f"{store}: no true labels to compare the selection with")
     count = min(count, group["label"].shape[0])
     seasons = [i % group["label"].shape[1] for i in range(count)]
     s1 = np.stack([_centre(np.asarray(group["s1"][i, t])) for i, t in enumerate(seasons)])
     s2 = np.stack([_centre(np.asarray(group["s2"][i, t])) for i, t in enumerate(seasons)])
     noisy = np.stack([_centre(np.asarray(group["label"][i, t])) for i, t in enumerate(seasons)])
     truth = np.stack([_centre(np.asarray(group["truth"][i, t])) for i, t in enumerate(seasons)])
-    s2_bands = int(settings.get("s2_bands", 13))
+    s2_bands = int(settings["s2_bands"])
     inputs_s1 = torch.from_numpy(np.stack([model_input(x, "s1", 2) for x in s1]))
     inputs_s2 = torch.from_numpy(np.stack([model_input(x, "s2", s2_bands) for x in s2]))
     model.eval()
     logits_s1, logits_s2 = model(inputs_s1, inputs_s2)
     weights = selection_weights(torch.softmax(logits_s1, 1), torch.softmax(logits_s2, 1),
                                 torch.from_numpy(noisy).long(),
-                                settings["epochs"] - 1, settings)
+                                settings["epochs"] - 1, build(Selection, settings["selection"]))
     return figures.sample_panels(
         [rgb_bands(x) for x in s2], list(s1), list(noisy),
         list(truth), list(weights.label_1.numpy()), list(weights.label_2.numpy()),
@@ -63,12 +66,14 @@ def prediction_examples(model_paths: Mapping[str, str | Path], test: str | Path,
     loaded = {name: load_downstream(Path(path)) for name, path in model_paths.items()}
     cards = [card for _, card in loaded.values()]
     if len({(c["task"], c["modality"]) for c in cards}) != 1:
-        raise ValueError("prediction figure: all models must share one task and modality")
+        raise CromssError("prediction figure: all models must share one task and modality")
     task, modality = cards[0]["task"], cards[0]["modality"]
     group = open_arrays(test)
     raw = group[modality]
     count = min(count, raw.shape[0])
-    images, labels, predictions = [], [], [{} for _ in range(count)]
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    predictions: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
     for name, (model, card) in loaded.items():
         dataset = SegmentationDataset(test, modality=modality, s2_bands=card["s2_bands"] or 13)
         for i in range(count):

@@ -7,7 +7,7 @@ weights (``release-13B-midF`` ...) are the paper's own encoders: their rows are 
 bands; the paper's S1 CromSS rows are those of the 13-band models (table 2 says so, tables 1 and 3
 leave it empty).
 
-Inputs are the ``metrics.json`` files written by ``cromss evaluate`` and the pretraining
+Inputs are the ``metrics.json`` files written by ``cromss finetune evaluate`` and the pretraining
 ``log.jsonl`` files (contracts in ``docs/architecture.md``). Values are in percent. The main
 columns use the *strict* convention (a class absent from prediction and ground truth has IoU 0);
 ``mIoU_ref`` uses the reference convention (IoU 1), which is the one the paper's code reports.
@@ -24,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from cromss.config import variant_settings
-from cromss.release import RELEASES, release
+from cromss.config import variant_settings, with_defaults
+from cromss.errors import CromssError
+from cromss.weights.released import RELEASES, release
 
 METRICS = ("OA", "AA", "mIoU", "mF1")
 KEY_COLUMNS = ("input", "backbone", "weights", "s2_bands", "setting", "pretraining")
@@ -61,15 +62,15 @@ def load_run(path: str | Path) -> dict[str, Any]:
     try:
         run = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        raise CromssError(f"{path}: not valid JSON ({err})") from err
     missing = [k for k in RUN_KEYS if k not in run]
     missing += [f"{conv}.{m}" for conv in ("strict", "reference") if conv in run
                 for m in METRICS if m not in run[conv]]
     if missing:
-        raise ValueError(f"{path}: metrics file lacks {', '.join(missing)}")
+        raise CromssError(f"{path}: metrics file lacks {', '.join(missing)}")
     if run["setting"] not in PAPER_SETTING:
-        raise ValueError(f"{path}: setting {run['setting']!r} is not one of "
-                         f"{sorted(PAPER_SETTING)}")
+        raise CromssError(f"{path}: setting {run['setting']!r} is not one of "
+                          f"{sorted(PAPER_SETTING)}")
     return {**run, "path": str(path)}
 
 
@@ -81,7 +82,7 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     table = pd.read_csv(path, dtype={"s2_bands": "string", "bold_in_paper": "string"})
     missing = [c for c in REFERENCE_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: reference table lacks columns {', '.join(missing)}")
+        raise CromssError(f"{path}: reference table lacks columns {', '.join(missing)}")
     table["s2_bands"] = table["s2_bands"].fillna("")
     # S1 rows have no S2 input; table 2 notes the S2 partner of S1 CromSS rows there, tables 1
     # and 3 leave it empty: S1 rows are matched without it
@@ -91,7 +92,7 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     duplicated = table.duplicated(["input", "weights", "s2_bands", "setting"])
     if duplicated.any():
         rows = table.loc[duplicated, ["input", "weights", "s2_bands", "setting"]]
-        raise ValueError(f"{path}: duplicate rows {rows.values.tolist()}")
+        raise CromssError(f"{path}: duplicate rows {rows.values.tolist()}")
     return table
 
 
@@ -107,9 +108,9 @@ def load_log(path: str | Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
+            raise CromssError(f"{path}:{number}: not valid JSON ({err})") from err
     if not records:
-        raise ValueError(f"{path}: pretraining log is empty")
+        raise CromssError(f"{path}: pretraining log is empty")
     return records
 
 
@@ -128,17 +129,23 @@ def backbone_name(encoder: str) -> str:
 
 def resolve_variants(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Full settings of every variant, from the whole config, its ``pretrain`` section or the
-    ``variants`` mapping alone (then selection and smoothing count as on unless switched off)."""
+    ``variants`` mapping alone), each completed with the schema's defaults (so selection and
+    smoothing count as on unless switched off)."""
     if isinstance(settings.get("pretrain"), Mapping):
         settings = settings["pretrain"]
     if "variants" in settings:
-        return {name: variant_settings(dict(settings), name) for name in settings["variants"]}
-    return {name: dict(values) for name, values in settings.items()}
+        resolved = {name: variant_settings(dict(settings), name) for name in settings["variants"]}
+    else:
+        resolved = {name: dict(values) for name, values in settings.items()}
+    unnamed = sorted(name for name, values in resolved.items() if "fusion" not in values)
+    if unnamed:
+        raise CromssError(f"pretraining variants without a fusion: {', '.join(unnamed)}")
+    return {name: with_defaults(values, "pretrain") for name, values in resolved.items()}
 
 
 def is_full_cromss(settings: Mapping[str, Any]) -> bool:
     """Whether a variant has every CromSS component on (selection and smoothing)."""
-    return all(settings.get(part, {}).get("enabled", True) for part in ("selection", "smoothing"))
+    return all(settings[part]["enabled"] for part in ("selection", "smoothing"))
 
 
 def paper_weights_name(weights: str, variants: Mapping[str, Mapping[str, Any]]) -> str:
@@ -152,10 +159,10 @@ def paper_weights_name(weights: str, variants: Mapping[str, Mapping[str, Any]]) 
     if weights in RELEASES:
         return PAPER_FUSION_NAME[release(weights).fusion]
     if weights not in variants:
-        raise ValueError(f"weights {weights!r} is neither 'random' nor a known pretraining variant "
-                         f"({sorted(variants)})")
+        raise CromssError(f"weights {weights!r} is neither 'random' nor a known pretraining variant "
+                          f"({sorted(variants)})")
     settings = variants[weights]
-    fusion = settings.get("fusion")
+    fusion = settings["fusion"]
     if fusion in PAPER_FUSION_NAME and is_full_cromss(settings):
         return PAPER_FUSION_NAME[fusion]
     return f"CromSS-{weights}"
@@ -165,8 +172,8 @@ def partner_bands(weights: str, variants: Mapping[str, Mapping[str, Any]]) -> st
     """S2 bands of the two-modality pretraining an S1 encoder comes from ("" for none)."""
     if weights in RELEASES:
         return str(release(weights).s2_bands)
-    settings = variants.get(weights, {})
-    return str(settings.get("s2_bands", 13)) if settings.get("fusion") in PAPER_FUSION_NAME else ""
+    settings = variants.get(weights)
+    return str(settings["s2_bands"]) if settings and settings["fusion"] in PAPER_FUSION_NAME else ""
 
 
 def pretraining_origin(weights: str) -> str:
@@ -192,7 +199,7 @@ def run_row(run: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
     """The table keys and metric values of one run."""
     encoder_name = run.get("encoder") or encoder
     if not encoder_name:
-        raise ValueError(f"{run['path']}: no 'encoder' in the metrics file and none given")
+        raise CromssError(f"{run['path']}: no 'encoder' in the metrics file and none given")
     is_s1 = run["modality"] == "s1"
     return {
         "input": run["modality"].upper(),
@@ -213,10 +220,10 @@ def aggregate_runs(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Mean and std over seeds per (input, backbone, weights, s2_bands, setting)."""
     frame = pd.DataFrame(list(rows))
     if frame.empty:
-        raise ValueError("no metrics files given")
+        raise CromssError("no metrics files given")
     repeated = frame[frame.duplicated([*KEY_COLUMNS, "seed"], keep=False)]
     if not repeated.empty:
-        raise ValueError(f"the same row and seed appear twice: {', '.join(repeated['path'])}")
+        raise CromssError(f"the same row and seed appear twice: {', '.join(repeated['path'])}")
     records = []
     for key, group in frame.groupby(list(KEY_COLUMNS), sort=False):
         record = dict(zip(KEY_COLUMNS, key))
@@ -258,7 +265,7 @@ def transfer_table(runs: Sequence[Mapping[str, Any]], reference: pd.DataFrame, t
     """Table 1/2/3 of ``task``: every published row, our mean and std over seeds beside it."""
     wrong = [run["path"] for run in runs if run["task"] != task]
     if wrong:
-        raise ValueError(f"metrics of another task than {task!r}: {', '.join(wrong)}")
+        raise CromssError(f"metrics of another task than {task!r}: {', '.join(wrong)}")
     ours = aggregate_runs(run_row(run, variants, encoder) for run in runs)
     return with_paper(ours, reference)
 
@@ -273,17 +280,17 @@ def ablation_table(logs: Mapping[str, Sequence[Mapping[str, Any]]],
     """
     unknown = sorted(set(logs) - set(variants))
     if unknown:
-        raise ValueError(f"logs of variants without settings: {', '.join(unknown)}")
+        raise CromssError(f"logs of variants without settings: {', '.join(unknown)}")
     by_weights: dict[str, list[Mapping[str, Any]]] = {}
     for run in runs:
         if run["weights"] != "random" and run["weights"] not in logs:
-            raise ValueError(f"{run['path']}: weights {run['weights']!r} have no pretraining log")
+            raise CromssError(f"{run['path']}: weights {run['weights']!r} have no pretraining log")
         by_weights.setdefault(run["weights"], []).append(run)
     for weights, group in by_weights.items():
         transfers = {(r["task"], r["modality"], r["setting"]) for r in group}
         if len(transfers) > 1:
-            raise ValueError(f"weights {weights!r}: metrics of several transfers "
-                             f"{sorted(transfers)}")
+            raise CromssError(f"weights {weights!r}: metrics of several transfers "
+                              f"{sorted(transfers)}")
     rows = [ablation_row(name, variants[name], logs[name], by_weights.get(name, []))
             for name in variants if name in logs]
     if "random" in by_weights:
@@ -304,11 +311,11 @@ def ablation_row(name: str, settings: Mapping[str, Any], log: Sequence[Mapping[s
         last = log[-1]
         missing = [k for k in LOG_KEYS if k not in last]
         if missing:
-            raise ValueError(f"variant {name!r}: last log record lacks {', '.join(missing)}")
+            raise CromssError(f"variant {name!r}: last log record lacks {', '.join(missing)}")
         row |= {
-            "fusion": settings.get("fusion", ""),
-            "selection": yes_no(settings.get("selection", {}).get("enabled", True)),
-            "smoothing": yes_no(settings.get("smoothing", {}).get("enabled", True)),
+            "fusion": settings["fusion"],
+            "selection": yes_no(settings["selection"]["enabled"]),
+            "smoothing": yes_no(settings["smoothing"]["enabled"]),
             "epochs": int(last["epoch"]) + 1,
             "val_loss": float(last["val_loss"]),
             **{key: 100.0 * float(last[key]) for key in PERCENT_LOG_KEYS},
@@ -340,11 +347,11 @@ def metrics_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                            **{m: float(run["strict"][m]) for m in METRICS},
                            "mIoU_ref": float(run["reference"]["mIoU"])} for run in runs])
     if frame.empty:
-        raise ValueError("no metrics files given")
+        raise CromssError("no metrics files given")
     keys = ["task", "modality", "weights", "setting"]
     repeated = frame[frame.duplicated([*keys, "seed"], keep=False)]
     if not repeated.empty:
-        raise ValueError(f"the same run and seed appear twice: {', '.join(repeated['path'])}")
+        raise CromssError(f"the same run and seed appear twice: {', '.join(repeated['path'])}")
     summary: dict[str, Any] = {}
     for key, group in frame.groupby(keys):
         node = summary

@@ -1,9 +1,10 @@
 """Safe unpacking of zip and tar archives (also tar streams split into parts) into a final folder.
 
-Every member is checked before it is written: absolute names, ``..`` components and links that
-point outside the target are refused with ValueError (tar goes through the standard library's
-``tarfile.data_filter``). Extraction happens in a temporary sibling that is renamed into place, so
-an interrupted unpack leaves nothing under the final name.
+Every member is checked at its final (renamed) place before it is written: absolute names, ``..``
+components and links that point outside the target, with the links already unpacked resolved, are
+refused with ValueError (tar goes through the standard library's ``tarfile.data_filter``).
+Extraction happens in a temporary sibling that is renamed into place, so an interrupted unpack
+leaves nothing under the final name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
 from cromss.atomic import atomic_path
+from cromss.errors import CromssError
 
 Rename = Callable[[str], str | None]
 """Maps an archive member name to its relative output name, or ``None`` to skip the member."""
@@ -26,8 +28,8 @@ def checked_member_name(archive: Path, name: str) -> PurePosixPath:
     """``name`` as a relative path inside the target, or ValueError when it would escape it."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]) or ".." in path.parts:
-        raise ValueError(f"{archive}: member {name!r} would be written outside the target folder; "
-                         "refusing to unpack this archive")
+        raise CromssError(f"{archive}: member {name!r} would be written outside the target folder; "
+                          "refusing to unpack this archive")
     return path
 
 
@@ -47,7 +49,7 @@ class ConcatenatedFiles(io.RawIOBase):
             if self._current is None:
                 if not self._pending:
                     return 0
-                self._current = open(self._pending.pop(0), "rb")
+                self._current = open(self._pending.pop(0), "rb")  # noqa: SIM115 - closed at its end
             count = self._current.readinto(buffer)
             if count:
                 return count
@@ -71,8 +73,8 @@ def extract_zip(archive: Path, into: Path, rename: Rename | None = None) -> int:
         for info in bundle.infolist():
             checked_member_name(archive, info.filename)
             if _zip_is_symlink(info):
-                raise ValueError(f"{archive}: member {info.filename!r} is a symbolic link; refusing "
-                                 "to unpack this archive")
+                raise CromssError(f"{archive}: member {info.filename!r} is a symbolic link; refusing "
+                                  "to unpack this archive")
             name = rename(info.filename) if rename else info.filename
             if name is None or info.is_dir():
                 continue
@@ -93,15 +95,24 @@ def extract_tar(stream: io.IOBase | Path, into: Path, rename: Rename | None = No
     def accept(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
         nonlocal written
         checked_member_name(Path(label), member.name)
-        try:
-            member = tarfile.data_filter(member, dest)
-        except tarfile.FilterError as err:
-            raise ValueError(f"{label}: {err}; refusing to unpack this archive") from err
         name = rename(member.name) if rename else member.name
         if name is None:
             return None
+        member = member.replace(name=str(checked_member_name(Path(label), name)), deep=False)
+        if member.islnk():  # a hard link names its target by archive name: rename it too
+            target = rename(member.linkname) if rename else member.linkname
+            if target is None:
+                raise ValueError(f"{label}: member {name!r} links to {member.linkname!r}, which is "
+                                 "not unpacked; refusing to unpack this archive")
+            linkname = str(checked_member_name(Path(label), target))
+            member = member.replace(linkname=linkname, deep=False)
+        try:  # checked at its final place, with the links already on disk resolved
+            member = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as err:
+            raise ValueError(f"{label}: member {name!r}: {err}; refusing to unpack this "
+                             "archive") from err
         written += 1
-        return member.replace(name=str(checked_member_name(Path(label), name)), deep=False)
+        return member
 
     if isinstance(stream, Path):
         with tarfile.open(stream, mode="r:*") as bundle:
@@ -136,9 +147,9 @@ def unpack(archive: Path, final: Path, rename: Rename | None = None) -> Path:
         elif tarfile.is_tarfile(archive):
             count = extract_tar(archive, tmp, rename, label=archive)
         else:
-            raise ValueError(f"{archive}: neither a zip nor a tar file")
+            raise CromssError(f"{archive}: neither a zip nor a tar file")
         if count == 0:
-            raise ValueError(f"{archive}: no member was selected for unpacking")
+            raise CromssError(f"{archive}: no member was selected for unpacking")
         _hoist(tmp, final.name)
     return final
 
@@ -152,6 +163,6 @@ def unpack_parts(parts: list[Path], final: Path, rename: Rename | None = None) -
         with io.BufferedReader(ConcatenatedFiles(parts), buffer_size=1 << 20) as stream:
             count = extract_tar(stream, tmp, rename, label=parts[0].name.rsplit(".part", 1)[0])
         if count == 0:
-            raise ValueError(f"{parts[0]}...: no member was selected for unpacking")
+            raise CromssError(f"{parts[0]}...: no member was selected for unpacking")
         _hoist(tmp, final.name)
     return final

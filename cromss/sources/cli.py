@@ -1,4 +1,4 @@
-"""``cromss fetch SOURCE --settings S --out results/raw``: real data into the raw layouts.
+"""``cromss data fetch SOURCE --settings S --out results/raw``: real data into the raw layouts.
 
 ``--settings`` is the ``data.real`` block of the config (docs/sources.md lists its keys), or a
 whole config file, whose ``data.real`` block is then used.
@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cromss.config import load_settings, settings_source, validate
+from cromss.config import load_settings, settings_source
+from cromss.settings import Real
+
+if TYPE_CHECKING:
+    from cromss.cli import Groups
 
 FETCHERS = {
     "noldo": ("cromss.sources.huggingface", "fetch_noldo"),
@@ -28,22 +32,26 @@ def real_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings["data"].get("real", {}) if isinstance(settings.get("data"), dict) else settings
 
 
+def load_real(text_or_path: str | None) -> Real:
+    """The ``data.real`` settings of ``--settings`` (the block, or a whole config), built once for
+    the fetchers: validated and completed by the schema (:meth:`cromss.settings.Real.parse`)."""
+    return Real.parse(real_settings(load_settings(text_or_path)), settings_source(text_or_path))
+
+
 def run_fetch(args: argparse.Namespace) -> int:
     """Run the fetcher of ``args.source`` with the settings and output folder given."""
     module, name = FETCHERS[args.source]
     fetch = getattr(importlib.import_module(module), name)
-    settings = validate(real_settings(load_settings(args.settings)), "real",
-                        settings_source(args.settings))
-    fetch(settings, Path(args.out), progress=not args.quiet)
+    fetch(load_real(args.settings), Path(args.out), progress=not args.quiet)
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``cromss fetch``."""
-    parser = subparsers.add_parser("fetch", help="download a real data source into the raw layout",
-                                   description=__doc__.splitlines()[0])
+def register(groups: Groups) -> None:
+    """Add ``cromss data fetch``."""
+    parser = groups["data"].add_parser("fetch", help="download a real data source into the raw "
+                                       "layout", description=__doc__.splitlines()[0])
     parser.add_argument("source", choices=sorted(FETCHERS), help="the data source to download")
     parser.add_argument("--settings", help="data.real settings: JSON text or a YAML/JSON file")
-    parser.add_argument("--out", default="results/raw", help="raw data folder (default results/raw)")
+    parser.add_argument("--out", default="results/raw", help="raw data folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_fetch)

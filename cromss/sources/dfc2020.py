@@ -15,9 +15,10 @@ from __future__ import annotations
 import csv
 import shutil
 from pathlib import Path
-from typing import Any
 
 from cromss.atomic import atomic_path
+from cromss.errors import CromssError
+from cromss.settings import Real
 from cromss.sources.archives import unpack
 from cromss.sources.huggingface import download_dir, fetch_repo_file
 
@@ -49,7 +50,7 @@ def missing_message(dfc_dir: Path) -> str:
     return (f"DFC2020 is not in {dfc_dir}. Download {MANUAL_ZIP} from IEEE DataPort ({DATAPORT_URL}, "
             f"free account needed) and put it at {dfc_dir / MANUAL_ZIP}, or unpack it so that "
             f"{dfc_dir / 'ROIs0000_validation'}/{{s1,s2,dfc}}_validation/ and "
-            f"{dfc_dir / 'ROIs0000_test'}/{{s1,s2,dfc}}_0/ exist; then rerun `cromss fetch dfc2020`. "
+            f"{dfc_dir / 'ROIs0000_test'}/{{s1,s2,dfc}}_0/ exist; then rerun `cromss data fetch dfc2020`. "
             "Alternatively set data.real.dfc2020.mode: mirror to download the Copernicus-Bench mirror "
             "(re-split, see docs/sources.md).")
 
@@ -79,7 +80,7 @@ def place_manual(dfc_dir: Path) -> Path:
 def _mirror_root(unpacked: Path) -> Path:
     found = sorted(unpacked.rglob("dfc-val-new.csv"))
     if not found:
-        raise ValueError(f"{unpacked}: no dfc-val-new.csv; not the Copernicus-Bench DFC2020 layout")
+        raise CromssError(f"{unpacked}: no dfc-val-new.csv; not the Copernicus-Bench DFC2020 layout")
     return found[0].parent
 
 
@@ -110,15 +111,15 @@ def convert_mirror(root: Path, dfc_dir: Path, mirror_splits: dict[str, list[str]
     return dfc_dir
 
 
-def fetch_dfc2020(settings: dict[str, Any], out: Path, *, progress: bool = True) -> Path:
+def fetch_dfc2020(real: Real, out: Path, *, progress: bool = True) -> Path:
     """Place DFC2020 under ``out/dfc2020`` from the mirror (``mode: mirror``) or by hand (``manual``)."""
-    section = {"mode": "mirror", **MIRROR, **settings.get("dfc2020", {})}
+    section = {**MIRROR, **real.dfc2020}
     dfc_dir = out / "dfc2020"
     if section["mode"] == "manual" or is_complete(dfc_dir):
         return place_manual(dfc_dir)
-    downloads = download_dir(settings, "dfc2020")
+    downloads = download_dir(real, "dfc2020")
     files = {"repo": section["repo"], "revision": section["revision"],
              "md5": {section["file"]: section["md5"]}}
-    archive = fetch_repo_file(settings, files, section["file"], downloads, progress=progress)
+    archive = fetch_repo_file(real, files, section["file"], downloads, progress=progress)
     unpacked = unpack(archive, downloads / "copernicus_bench")
     return convert_mirror(_mirror_root(unpacked), dfc_dir, section["mirror_splits"])

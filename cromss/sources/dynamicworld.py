@@ -1,4 +1,4 @@
-"""Dynamic World noisy labels through Google Earth Engine for the patches of ``cromss fetch stac``.
+"""Dynamic World noisy labels through Google Earth Engine for the patches of ``cromss data fetch stac``.
 
 For every patch and S2 season of ``<out>/stac_patches.json`` the DW ``label`` band of the same day
 is computed on the patch grid (``ee.data.computePixels``) and written in the NoLDO layout,
@@ -13,12 +13,14 @@ import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from cromss.atomic import atomic_path
-from cromss.cli import CromssError
+from cromss.errors import CromssError
+from cromss.settings import Real
 from cromss.data.layouts.noldo import read_ids, write_ids
 from cromss.constants import IGNORE_INDEX
 
@@ -35,7 +37,7 @@ def require_earthengine() -> Any:
     return ee
 
 
-def initialize(ee: Any, section: dict[str, Any]) -> None:
+def initialize(ee: Any, section: Mapping[str, Any]) -> None:
     """``ee.Initialize`` with the configured project, or a message saying what to set."""
     project = section.get("project") or os.environ.get("EE_PROJECT")
     if not project:
@@ -43,7 +45,7 @@ def initialize(ee: Any, section: dict[str, Any]) -> None:
                           "registered for Earth Engine")
     try:
         ee.Initialize(project=project)
-    except Exception as err:  # noqa: BLE001 - ee raises plain Exceptions for auth problems
+    except Exception as err:  # ee raises plain Exceptions for auth problems
         raise CromssError(f"Earth Engine could not start for project {project!r} ({err}); run "
                           "`earthengine authenticate` (or set GOOGLE_APPLICATION_CREDENTIALS to a service "
                           "account key) and check that the project is registered for Earth Engine") from err
@@ -91,14 +93,14 @@ def merge_ids(csv_path: Path, rows: dict[int, list[str]]) -> None:
         write_ids(tmp, sorted(known.items()), "headerless")
 
 
-def fetch_dynamicworld(settings: dict[str, Any], out: Path, *, progress: bool = True) -> Path:
+def fetch_dynamicworld(real: Real, out: Path, *, progress: bool = True) -> Path:
     """Fetch the DW labels of every STAC patch; return the updated ``dw_complete_ids.csv``."""
-    section = settings.get("dynamicworld", {})
+    section = real.dynamicworld
     ee = require_earthengine()
     initialize(ee, section)
     manifest = out / "stac_patches.json"
     if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: run `cromss fetch stac` first; labels follow its patches")
+        raise FileNotFoundError(f"{manifest}: run `cromss data fetch stac` first; labels follow its patches")
     nol = out / "noldo" / "ssl4eo_s12_nol"
     rows = {}
     for patch in json.loads(manifest.read_text())["patches"]:

@@ -3,13 +3,15 @@
 A download writes to ``<target>.part`` and resumes it with an HTTP ``Range`` request after an
 interruption. The resume carries ``If-Range`` with the file's ``ETag`` (or ``Last-Modified``), kept
 in ``<target>.part.validator``: a file that changed on the server in between is downloaded anew,
-never stitched from two versions. Transient failures (dropped connections, timeouts, 5xx, 429) are
-retried with exponential backoff. A body without ``Content-Length`` is only complete when the server
-confirms it (a ``Range`` request beyond it answers 416), or when an expected size or checksum
-matches. The finished ``.part`` is checked against the expected size and MD5/SHA-256 and only then
-renamed to the target. ``checksums.json`` beside the targets records size and SHA-256 of every file
-on its first (complete, verified) download, so a later download of the same name must match.
-A redirect loop is an error naming the URL.
+never stitched from two versions. A server that gives neither is only resumed when an expected
+checksum will verify the result; otherwise the download starts over. Transient failures (dropped
+connections, timeouts, 5xx, 429) are retried with exponential backoff. A body without
+``Content-Length`` is only complete when the server confirms it (a ``Range`` request beyond it
+answers 416), or when an expected size or checksum matches. The finished ``.part`` is checked
+against the expected size and MD5/SHA-256 and only then renamed to the target. ``checksums.json``
+beside the targets records size and SHA-256 of every file on its first (complete, verified)
+download, so a later download of the same name must match. A redirect loop is an error naming the
+URL.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from tqdm import tqdm
 
+from cromss import logs
 from cromss.atomic import atomic_path
-from cromss.cli import CromssError
+from cromss.errors import CromssError
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,12 @@ def verify(path: Path, expected: Expected, *, label: str) -> dict[str, Any]:
     """Check size and checksums of ``path``; return its size and digests or raise ValueError."""
     size = path.stat().st_size
     if expected.size is not None and size != expected.size:
-        raise ValueError(f"{label}: size {size} bytes, expected {expected.size}")
+        raise CromssError(f"{label}: size {size} bytes, expected {expected.size}")
     digests = file_digests(path)
     for kind in ("md5", "sha256"):
         want = getattr(expected, kind)
         if want is not None and digests[kind] != want.lower():
-            raise ValueError(f"{label}: {kind} {digests[kind]} does not match the expected {want}")
+            raise CromssError(f"{label}: {kind} {digests[kind]} does not match the expected {want}")
     return {"size": size, **digests}
 
 
@@ -136,15 +138,21 @@ def _total_size(response: requests.Response, start: int) -> int | None:
 
 
 def _fetch_once(session: requests.Session, url: str, part: Path, policy: RetryPolicy,
-                progress: bool) -> bool:
+                progress: bool, checksummed: bool) -> bool:
     """One attempt: continue ``part`` from its current size to the end of the remote file.
 
+    Without a validator a resume is only attempted when a checksum (``checksummed``) will catch a
+    file stitched from two versions; otherwise ``part`` is downloaded again from its first byte.
     True when the server stated (or confirmed) the file's length and ``part`` has all of it; False
     when the body ended without the server having said how long it is.
     """
     offset = part.stat().st_size if part.exists() else 0
     tag_file = validator_path(part)
     validator = tag_file.read_text() if offset and tag_file.is_file() else None
+    if offset and not validator and not checksummed:
+        log.info("%s: the server gave no ETag or Last-Modified; downloading again from the start",
+                 url)
+        offset = 0
     headers = auth_headers(url)
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -166,9 +174,9 @@ def _fetch_once(session: requests.Session, url: str, part: Path, policy: RetryPo
                 if current:
                     tag_file.write_text(current)
             total = _total_size(response, start)
-            with open(part, "r+b" if start else "wb") as handle, tqdm(
-                    total=total, initial=start, unit="B", unit_scale=True, desc=part.name[:-5],
-                    disable=None if progress else True, leave=False) as bar:
+            with open(part, "r+b" if start else "wb") as handle, logs.Progress(
+                    part.name[:-5], total, "B", enabled=progress, initial=start,
+                    logger=log) as bar:
                 handle.seek(start)
                 handle.truncate()
                 for block in response.iter_content(NETWORK_CHUNK_BYTES):
@@ -197,8 +205,8 @@ def _check_registry(target: Path, facts: dict[str, Any]) -> None:
         with atomic_path(registry) as tmp:
             tmp.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
     elif (recorded["size"], recorded["sha256"]) != (facts["size"], facts["sha256"]):
-        raise ValueError(f"{target.name}: size/sha256 differ from those recorded in {registry} on its "
-                         "first download; the remote file changed or the download is corrupt")
+        raise CromssError(f"{target.name}: size/sha256 differ from those recorded in {registry} on its "
+                          "first download; the remote file changed or the download is corrupt")
 
 
 def download(url: str, target: str | os.PathLike, expected: Expected = Expected(), *,
@@ -217,11 +225,12 @@ def download(url: str, target: str | os.PathLike, expected: Expected = Expected(
     part = part_path(target)
     session = session or requests.Session()
     confirmed = False
+    checksummed = bool(expected.md5 or expected.sha256)
     for attempt in range(policy.attempts):
         try:
             # a body of unstated length may have been cut: ask for what follows it
-            confirmed = _fetch_once(session, url, part, policy, progress) or _fetch_once(
-                session, url, part, policy, progress)
+            confirmed = (_fetch_once(session, url, part, policy, progress, checksummed)
+                         or _fetch_once(session, url, part, policy, progress, checksummed))
             break
         except TransientError as err:
             if attempt + 1 == policy.attempts:
@@ -231,9 +240,9 @@ def download(url: str, target: str | os.PathLike, expected: Expected = Expected(
             time.sleep(policy.delay(attempt))
     try:
         if not confirmed and expected == Expected():
-            raise ValueError(f"{url}: the server sent no Content-Length and ignores Range requests, "
-                             "so a cut-off body cannot be told from a complete one; give the file's "
-                             "size or checksum in the config")
+            raise CromssError(f"{url}: the server sent no Content-Length and ignores Range requests, "
+                              "so a cut-off body cannot be told from a complete one; give the file's "
+                              "size or checksum in the config")
         facts = verify(part, expected, label=url)
         _check_registry(target, facts)
     except ValueError:
@@ -249,7 +258,7 @@ def download(url: str, target: str | os.PathLike, expected: Expected = Expected(
 def _check_existing(target: Path, expected: Expected) -> None:
     registry = target.parent / CHECKSUMS_FILE
     recorded = json.loads(registry.read_text()).get(target.name) if registry.exists() else None
-    sizes = {expected.size, (recorded or {}).get("size")} - {None}
+    sizes = {size for size in (expected.size, (recorded or {}).get("size")) if size is not None}
     if sizes and target.stat().st_size not in sizes:
-        raise ValueError(f"{target}: {target.stat().st_size} bytes, expected {sorted(sizes)}; "
-                         "delete it to download it again")
+        raise CromssError(f"{target}: {target.stat().st_size} bytes, expected {sorted(sizes)}; "
+                          "delete it to download it again")

@@ -7,13 +7,14 @@ configurable so a mirror (or the tests' loopback server) can stand in for huggin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cromss.sources.archives import unpack
+from cromss.settings import Real, as_dict
 from cromss.sources.http import Expected, RetryPolicy, download
 
-DEFAULT_BASE_URL = "https://huggingface.co"
 NOLDO_REPO = "vikki23/NoLDO-S12"
 NOLDO_FILES = ("ssl4eo_s12_nol.zip", "ssl4eo_s12_dw.zip", "ssl4eo_s12_osm.zip")
 WEIGHT_FILES = tuple(f"weights-cromss-{bands}-{fusion}-epoch=199.ckpt"
@@ -25,53 +26,52 @@ def hf_url(base_url: str, repo: str, revision: str, filename: str) -> str:
     return f"{base_url.rstrip('/')}/datasets/{repo}/resolve/{revision}/{filename.lstrip('/')}"
 
 
-def retry_policy(settings: dict[str, Any]) -> RetryPolicy:
+def retry_policy(real: Real) -> RetryPolicy:
     """The retry policy of the ``retry`` block of the real-data settings."""
-    return RetryPolicy(**settings.get("retry", {}))
+    return RetryPolicy(**as_dict(real.retry))
 
 
-def download_dir(settings: dict[str, Any], name: str) -> Path:
+def download_dir(real: Real, name: str) -> Path:
     """Where the archives of source ``name`` are kept (``download_dir`` of the settings)."""
-    return Path(settings.get("download_dir", "results/downloads")) / name
+    return Path(real.download_dir) / name
 
 
-def weights_url(settings: dict[str, Any], section: dict[str, Any], filename: str) -> str:
+def weights_url(real: Real, section: Mapping[str, Any], filename: str) -> str:
     """The URL of one file of the repository named in ``section`` (repo, revision)."""
-    return hf_url(settings.get("huggingface_url", DEFAULT_BASE_URL), section["repo"],
-                  section.get("revision", "main"), filename)
+    return hf_url(real.huggingface_url, section["repo"], section["revision"], filename)
 
 
-def fetch_repo_file(settings: dict[str, Any], section: dict[str, Any], filename: str,
+def fetch_repo_file(real: Real, section: Mapping[str, Any], filename: str,
                     folder: Path, *, progress: bool = True) -> Path:
     """Download one file of the repository named in ``section`` (repo, revision, md5 per file)."""
-    url = weights_url(settings, section, filename)
+    url = weights_url(real, section, filename)
     target = folder / Path(filename).name
-    expected = Expected(md5=section.get("md5", {}).get(filename))
-    return download(url, target, expected, policy=retry_policy(settings), progress=progress)
+    expected = Expected(md5=section["md5"].get(filename))
+    return download(url, target, expected, policy=retry_policy(real), progress=progress)
 
 
-def fetch_noldo(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
+def fetch_noldo(real: Real, out: Path, *, progress: bool = True) -> list[Path]:
     """Download and unpack the NoLDO-S12 zips to ``out/noldo/<zip stem>/``."""
-    section = {"repo": NOLDO_REPO, "files": list(NOLDO_FILES), **settings.get("noldo", {})}
+    section = {"repo": NOLDO_REPO, "files": list(NOLDO_FILES), **real.noldo}
     unpacked = []
     for filename in section["files"]:
         final = out / "noldo" / Path(filename).stem
         if final.exists():  # unpacked earlier or placed by hand: never downloaded again
             unpacked.append(final)
             continue
-        archive = fetch_repo_file(settings, section, filename, download_dir(settings, "noldo"),
+        archive = fetch_repo_file(real, section, filename, download_dir(real, "noldo"),
                                   progress=progress)
         unpacked.append(unpack(archive, final))
     return unpacked
 
 
-def weights_section(settings: dict[str, Any]) -> dict[str, Any]:
+def weights_section(real: Real) -> dict[str, Any]:
     """The ``weights`` block of the settings over its defaults (NoLDO-S12, all four files)."""
-    return {"repo": NOLDO_REPO, "files": list(WEIGHT_FILES), **settings.get("weights", {})}
+    return {"repo": NOLDO_REPO, "files": list(WEIGHT_FILES), **real.weights}
 
 
-def fetch_weights(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
+def fetch_weights(real: Real, out: Path, *, progress: bool = True) -> list[Path]:
     """Download the released CromSS checkpoints to ``out/weights/`` (verified, kept as they are)."""
-    section = weights_section(settings)
-    return [fetch_repo_file(settings, section, filename, out / "weights", progress=progress)
+    section = weights_section(real)
+    return [fetch_repo_file(real, section, filename, out / "weights", progress=progress)
             for filename in section["files"]]

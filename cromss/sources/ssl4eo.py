@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ import numpy as np
 from cromss.atomic import atomic_path
 from cromss.data.layouts.noldo import IDS_CSV, NOL_DIR, read_ids
 from cromss.data.layouts.ssl4eo_s12 import FOLDERS
+from cromss.errors import CromssError
+from cromss.settings import Real
 from cromss.sources.archives import unpack_parts
 from cromss.sources.huggingface import download_dir, fetch_repo_file
 
@@ -62,16 +65,16 @@ LOCATION_DIR = re.compile(r"^\d{7}$")
 def nol_ids(csv_path: Path) -> list[int]:
     """Location ids of SSL4EO-S12@NoL in ``dw_complete_ids.csv`` (either published form)."""
     if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path}: the NoL id list is missing; run `cromss fetch noldo` first "
+        raise FileNotFoundError(f"{csv_path}: the NoL id list is missing; run `cromss data fetch noldo` first "
                                 "or set data.real.ssl4eo.locations: all")
     return sorted(int(location) for location, _ in read_ids(csv_path))
 
 
-def selected_ids(settings: dict[str, Any], section: dict[str, Any], out: Path) -> set[int] | None:
+def selected_ids(real: Real, section: Mapping[str, Any], out: Path) -> set[int] | None:
     """The location ids to keep, or ``None`` for every location."""
     limit = section.get("max_locations")
-    if section.get("locations", "nol") == "nol":
-        noldo_root = Path((settings.get("local") or {}).get("noldo") or out / "noldo")
+    if section["locations"] == "nol":
+        noldo_root = Path(real.local.noldo or out / "noldo")
         ids = nol_ids(noldo_root / NOL_DIR / IDS_CSV)
         return set(ids[:limit] if limit else ids)
     return set(range(limit)) if limit else None
@@ -90,10 +93,10 @@ def location_rename(keep: set[int] | None):  # noqa: ANN201 - an archives.Rename
     return rename
 
 
-def fetch_v1(settings: dict[str, Any], section: dict[str, Any], out: Path, keep: set[int] | None,
+def fetch_v1(real: Real, section: Mapping[str, Any], out: Path, keep: set[int] | None,
              *, progress: bool = True) -> list[Path]:
     """Download the split archives of each modality and stream the kept locations out of them."""
-    v1 = {"repo": V1_REPO, "revision": V1_REVISION, "parts": V1_PART_MD5, **section.get("v1", {})}
+    v1 = {"repo": V1_REPO, "revision": V1_REVISION, "parts": V1_PART_MD5, **section["v1"]}
     written = []
     for modality in section.get("modalities", list(V11_PRODUCTS)):
         final = out / "ssl4eo_s12" / FOLDERS[modality]
@@ -103,7 +106,7 @@ def fetch_v1(settings: dict[str, Any], section: dict[str, Any], out: Path, keep:
         parts_md5 = v1["parts"][modality]
         repo = {"repo": v1["repo"], "revision": v1["revision"],
                 "md5": {f"{modality}/{modality}.tar.gz.part{s}": md5 for s, md5 in parts_md5.items()}}
-        parts = [fetch_repo_file(settings, repo, name, download_dir(settings, "ssl4eo_s12"),
+        parts = [fetch_repo_file(real, repo, name, download_dir(real, "ssl4eo_s12"),
                                  progress=progress) for name in repo["md5"]]
         written.append(unpack_parts(parts, final, location_rename(keep)))
     return written
@@ -117,8 +120,8 @@ def band_name(raw: str) -> str:
 def _require(ds, shard: Path, names: tuple[str, ...]) -> None:  # noqa: ANN001 - xarray.Dataset
     missing = [n for n in names if n not in ds.variables]
     if missing:
-        raise ValueError(f"{shard}: no {', '.join(missing)} (found {sorted(ds.variables)}); "
-                         "not a shard of the published SSL4EO-S12 v1.1 Zarr layout")
+        raise CromssError(f"{shard}: no {', '.join(missing)} (found {sorted(ds.variables)}); "
+                          "not a shard of the published SSL4EO-S12 v1.1 Zarr layout")
 
 
 def shard_transform(x: np.ndarray, y: np.ndarray):  # noqa: ANN201 - affine.Affine
@@ -148,12 +151,15 @@ def convert_zarr_shard(shard: Path, modality: str, folder: Path, keep: set[int] 
         _require(ds, shard, ("bands", "crs", "x_", "y_", "time_", "file_id"))
         data = ds["bands"]
         if data.dims != ("sample", "time", "band", "y", "x"):
-            raise ValueError(f"{shard}: bands has dims {data.dims}, expected "
-                             "(sample, time, band, y, x)")
+            raise CromssError(f"{shard}: bands has dims {data.dims}, expected "
+                              "(sample, time, band, y, x)")
         bands = [band_name(b) for b in data["band"].values]
         count = 0
         for i, raw_id in enumerate(data["sample"].values):
-            location = int(re.match(r"\d+", str(raw_id))[0])
+            digits = re.match(r"\d+", str(raw_id))
+            if digits is None:
+                raise ValueError(f"{shard}: sample id {raw_id!r} does not start with a location")
+            location = int(digits[0])
             if keep is not None and location not in keep:
                 continue
             pixels = data.isel(sample=i).values
@@ -177,16 +183,16 @@ def convert_zarr_shard(shard: Path, modality: str, folder: Path, keep: set[int] 
         store.close()
 
 
-def fetch_v11(settings: dict[str, Any], section: dict[str, Any], out: Path, keep: set[int] | None,
+def fetch_v11(real: Real, section: Mapping[str, Any], out: Path, keep: set[int] | None,
               *, progress: bool = True) -> list[Path]:
     """Download v1.1 shards (enough for ``max_locations`` or ``shards``) and convert the kept samples."""
     v11 = {"repo": V11_REPO, "revision": "main", "split": "train", "shard": V11_SHARD,
            "products": V11_PRODUCTS, "first_shard": 1, "s2_offset": V11_S2_OFFSET,
-           **section.get("v1_1", {})}
+           **section["v1_1"]}
     limit = section.get("max_locations")
     count = v11.get("shards") or (math.ceil(limit / SAMPLES_PER_SHARD) if limit else None)
     if count is None:
-        raise ValueError("data.real.ssl4eo.v1_1: set `shards` (or `max_locations`) to bound the download")
+        raise CromssError("data.real.ssl4eo.v1_1: set `shards` (or `max_locations`) to bound the download")
     written = []
     for modality in section.get("modalities", list(V11_PRODUCTS)):
         final = out / "ssl4eo_s12" / FOLDERS[modality]
@@ -195,27 +201,27 @@ def fetch_v11(settings: dict[str, Any], section: dict[str, Any], out: Path, keep
             continue
         names = [v11["shard"].format(split=v11["split"], product=v11["products"][modality], index=index)
                  for index in range(v11["first_shard"], v11["first_shard"] + count)]
-        shards = [fetch_repo_file(settings, {**v11, "md5": v11.get("md5", {})}, name,
-                                  download_dir(settings, "ssl4eo_s12_v1_1") / modality, progress=progress)
+        shards = [fetch_repo_file(real, {**v11, "md5": v11.get("md5", {})}, name,
+                                  download_dir(real, "ssl4eo_s12_v1_1") / modality, progress=progress)
                   for name in names]
         with atomic_path(final) as tmp:
             tmp.mkdir()
             converted = sum(convert_zarr_shard(shard, modality, tmp, keep, int(v11["s2_offset"]))
                             for shard in shards)
             if converted == 0:
-                raise ValueError(f"{', '.join(map(str, shards))}: no sample converted (none of the "
-                                 f"{len(keep or ())} selected location ids is in these shards); "
-                                 "set data.real.ssl4eo.v1_1.first_shard/shards to the shards "
-                                 "holding them, or locations: all")
+                raise CromssError(f"{', '.join(map(str, shards))}: no sample converted (none of the "
+                                  f"{len(keep or ())} selected location ids is in these shards); "
+                                  "set data.real.ssl4eo.v1_1.first_shard/shards to the shards "
+                                  "holding them, or locations: all")
         written.append(final)
     return written
 
 
-def fetch_ssl4eo(settings: dict[str, Any], out: Path, *, progress: bool = True) -> list[Path]:
+def fetch_ssl4eo(real: Real, out: Path, *, progress: bool = True) -> list[Path]:
     """Fetch the selected SSL4EO-S12 locations in the format chosen by ``ssl4eo.format``."""
-    section = {"format": "v1", "locations": "nol", **settings.get("ssl4eo", {})}
-    keep = selected_ids(settings, section, out)
+    section = real.ssl4eo
+    keep = selected_ids(real, section, out)
     fetch = {"v1": fetch_v1, "v1.1": fetch_v11}.get(section["format"])
     if fetch is None:
-        raise ValueError(f"data.real.ssl4eo.format must be v1 or v1.1, not {section['format']!r}")
-    return fetch(settings, section, out, keep, progress=progress)
+        raise CromssError(f"data.real.ssl4eo.format must be v1 or v1.1, not {section['format']!r}")
+    return fetch(real, section, out, keep, progress=progress)

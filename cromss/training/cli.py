@@ -1,11 +1,17 @@
-"""Command-line sub-commands of the training stage: ``pretrain``, ``finetune``, ``finetune-group``,
-``evaluate`` and ``export-encoder``."""
+"""Commands of the training stages: ``cromss pretrain run`` and ``cromss finetune run | group |
+evaluate``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cromss.cli import Groups
+
+from cromss.errors import CromssError
 
 
 def _threads(value: int | None) -> None:
@@ -18,27 +24,30 @@ def _threads(value: int | None) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from cromss.config import load_settings
+    from cromss.settings import Pretrain, build
     from cromss.training.pretrain import pretrain
 
     _threads(args.threads)
-    settings = load_settings(args.settings, "pretrain")
+    settings = build(Pretrain, load_settings(args.settings, "pretrain"))
     pretrain(args.store, settings, args.out)
     if args.export_encoders and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
-        from cromss.models import export_encoder
-        from cromss.training.pretrain import MODEL, modalities
+        from cromss.training.pretrain import MODEL
+        from cromss.weights.encoders import export_encoder
 
-        for modality in modalities(settings):
+        for modality in settings.modalities:
             export_encoder(args.out / MODEL, modality, args.out / f"encoder_{modality}.pt")
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
     from cromss.config import load_settings
+    from cromss.settings import Finetune, build
     from cromss.training.finetune import finetune
 
     _threads(args.threads)
     finetune(task=args.task, modality=args.modality, encoder=args.encoder, setting=args.setting,
-             seed=args.seed, train=args.train, settings=load_settings(args.settings, "finetune"),
+             seed=args.seed, train=args.train,
+             settings=build(Finetune, load_settings(args.settings, "finetune")),
              out=args.out, weights_name=args.weights_name)
     if args.test:
         from cromss.training.finetune import evaluate
@@ -49,12 +58,14 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _finetune_group(args: argparse.Namespace) -> int:
     from cromss.config import load_settings
+    from cromss.settings import Finetune, build
     from cromss.training.runs import finetune_group
 
     _threads(args.threads)
     finetune_group(task=args.task, modality=args.modality, encoder=args.encoder,
                    setting=args.setting, seed=args.seed, train=args.train, test=args.test,
-                   settings=load_settings(args.settings, "finetune"), out=args.out,
+                   settings=build(Finetune, load_settings(args.settings, "finetune")),
+                   out=args.out,
                    weights_name=args.weights_name)
     return 0
 
@@ -63,42 +74,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cromss.training.finetune import evaluate
 
     if len(args.model) != len(args.out):
-        raise ValueError(f"{len(args.model)} models but {len(args.out)} output files")
+        raise CromssError(f"{len(args.model)} models but {len(args.out)} output files")
     _threads(args.threads)
     for model, out in zip(args.model, args.out):
         evaluate(model, args.test, out)
     return 0
 
 
-def _export_encoder(args: argparse.Namespace) -> int:
-    from cromss.models import export_encoder
-
-    export_encoder(args.model, args.modality, args.out)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands."""
+def register(groups: Groups) -> None:
+    """Add ``cromss pretrain run`` and ``cromss finetune run | group | evaluate``."""
     from cromss.constants import TASKS
 
-    p = subparsers.add_parser("pretrain", help="pretrain one CromSS variant on a store")
+    p = groups["pretrain"].add_parser("run", help="pretrain one CromSS variant on a store")
     p.add_argument("--store", type=Path, required=True, help="pretraining Zarr store")
     p.add_argument("--settings", required=True, help="variant settings (JSON or file)")
     p.add_argument("--out", type=Path, required=True, help="output directory of the variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--export-encoders", action="store_true", help="also write each modality's "
-                   "encoder to OUT/encoder_{s1,s2}.pt (as `cromss export-encoder` does)")
+                   "encoder to OUT/encoder_{s1,s2}.pt (as `cromss weights export` does)")
     p.set_defaults(func=_pretrain)
 
-    p = subparsers.add_parser("export-encoder", help="one modality's encoder of a pretrained "
-                              "model, with its model card, for transfer")
-    p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss pretrain`")
-    p.add_argument("--modality", choices=("s1", "s2"), required=True,
-                   help="the branch whose encoder is exported")
-    p.add_argument("--out", type=Path, required=True, help="encoder file to write")
-    p.set_defaults(func=_export_encoder)
-
-    p = subparsers.add_parser("finetune", help="transfer an encoder to a downstream task")
+    p = groups["finetune"].add_parser("run", help="transfer an encoder to a downstream task")
     p.add_argument("--task", choices=sorted(TASKS), required=True, help="downstream task")
     p.add_argument("--modality", choices=("s1", "s2"), required=True, help="input modality")
     p.add_argument("--encoder", required=True, help="encoder file or 'random'")
@@ -111,13 +107,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-name", help="name of the encoder weights in the outputs "
                    "(default: the card's variant, 'random', 'released' or the file name)")
     p.add_argument("--test", type=Path, help="also evaluate on this test store (saves a process "
-                   "start; same result as `cromss evaluate`)")
+                   "start; same result as `cromss finetune evaluate`)")
     p.add_argument("--metrics", type=Path, help="metrics file of --test (default OUT/metrics.json)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_finetune)
 
-    p = subparsers.add_parser("finetune-group", help="all settings and seeds of one task, modality "
-                              "and encoder in one process, each run evaluated as it completes")
+    p = groups["finetune"].add_parser("group", help="all settings and seeds of one task, "
+                                      "modality and encoder in one process, each run evaluated "
+                                      "as it completes")
     p.add_argument("--task", choices=sorted(TASKS), required=True, help="downstream task")
     p.add_argument("--modality", choices=("s1", "s2"), required=True, help="input modality")
     p.add_argument("--encoder", required=True, help="encoder file or 'random'")
@@ -134,10 +131,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_finetune_group)
 
-    p = subparsers.add_parser("evaluate", help="score fine-tuned models on a test store (one "
-                              "process for several models, e.g. the seeds of one run)")
+    p = groups["finetune"].add_parser("evaluate", help="score fine-tuned models on a test store "
+                                      "(one process for several models, e.g. the seeds of a run)")
     p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help="model.pt files from `cromss finetune`")
+                   help="model.pt files from `cromss finetune run`")
     p.add_argument("--test", type=Path, required=True, help="test Zarr store of the task")
     p.add_argument("--out", type=Path, nargs="+", required=True,
                    help="one metrics JSON file per model, in the same order")

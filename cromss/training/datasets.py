@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,13 @@ from torchvision.transforms.v2 import functional as tv_functional
 
 from cromss import smoothing
 from cromss.constants import IGNORE_INDEX, UINT8_MAX, input_normalisation, s2_band_indices
-from cromss.data.store import open_array, open_arrays, read_selections
+from cromss.data.store import (LABEL_ARRAYS, check_label_values, chunk_name, open_array,
+                               open_arrays, read_selections)
+from cromss.errors import CromssError
+from cromss.settings import Pretrain
+
+if TYPE_CHECKING:
+    import zarr
 
 MODALITIES = ("s1", "s2")
 SIZE_MULTIPLE = 32
@@ -37,10 +43,10 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     """The reference's input scaling (method §1; ``constants.NORMALISATION_RULE``): each band
     (axis -3: one image or a batch) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
     levels, then divided by 255 (NaN stays NaN)."""
-    mean = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(std, dtype=np.float32)[:, None, None]
-    low = mean - 2 * std
-    scaled = np.clip((image.astype(np.float32) - low) / (4 * std) * UINT8_MAX, 0, UINT8_MAX)
+    centre = np.asarray(mean, dtype=np.float32)[:, None, None]
+    spread = np.asarray(std, dtype=np.float32)[:, None, None]
+    low = centre - 2 * spread
+    scaled = np.clip((image.astype(np.float32) - low) / (4 * spread) * UINT8_MAX, 0, UINT8_MAX)
     return (np.floor(scaled) / UINT8_MAX).astype(np.float32)
 
 
@@ -67,7 +73,7 @@ def rotate(array: np.ndarray, angle: float) -> np.ndarray:
     height, width = array.shape[-2:]
     pad = math.ceil(max(height, width) * (math.sqrt(2) - 1) / 2) + 2  # a 45-degree corner
     if pad >= min(height, width):
-        raise ValueError(f"{height}x{width} px is too small to rotate with reflected borders")
+        raise CromssError(f"{height}x{width} px is too small to rotate with reflected borders")
     nearest = np.issubdtype(array.dtype, np.integer)
     stack = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
         -1, height, width)
@@ -105,7 +111,7 @@ class Transform:
         return array[..., self.top:self.top + self.size, self.left:self.left + self.size]
 
     @property
-    def moves(self) -> "Transform":
+    def moves(self) -> Transform:
         """The flip and rotation alone, for an array already cropped."""
         return replace(self, top=0, left=0)
 
@@ -140,7 +146,7 @@ def random_transform(rng: np.random.Generator, height: int, width: int, crop: in
     """A random crop of side ``crop``; with ``flip_p`` a flip of one of the three kinds (vertical,
     horizontal, both, equally likely); with ``rotate_p`` a rotation by U(-90, 90) degrees."""
     if crop > min(height, width):
-        raise ValueError(f"crop {crop} is larger than the {height}x{width} images")
+        raise CromssError(f"crop {crop} is larger than the {height}x{width} images")
     top = int(rng.integers(height - crop + 1))
     left = int(rng.integers(width - crop + 1))
     flip = int(rng.integers(-1, 2)) if rng.random() < flip_p else None
@@ -152,7 +158,7 @@ def centre_transform(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> 
     """The central square crop whose side is the largest multiple of ``multiple`` that fits."""
     size = min(height, width) // multiple * multiple
     if size == 0:
-        raise ValueError(f"{height}x{width} images are smaller than {multiple} px")
+        raise CromssError(f"{height}x{width} images are smaller than {multiple} px")
     return Transform((height - size) // 2, (width - size) // 2, size)
 
 
@@ -181,14 +187,14 @@ class _StoreDataset(Dataset):
         self.num_samples, self.num_seasons, self.height, self.width = group["label"].shape
 
     @property
-    def group(self):
+    def group(self) -> zarr.Group:
         if self._group is None or self._pid != os.getpid():
             self._group = open_arrays(self.path, validate=False)  # validated in __init__
             self._arrays = {}
             self._pid = os.getpid()
         return self._group
 
-    def array(self, name: str):  # noqa: ANN201 - zarr.Array
+    def array(self, name: str) -> zarr.Array:
         """The store's array ``name``, opened once per process."""
         group = self.group
         if name not in self._arrays:
@@ -196,8 +202,14 @@ class _StoreDataset(Dataset):
         return self._arrays[name]
 
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[np.ndarray]:
-        """``(array name, selection)`` pairs read together (:func:`read_selections`)."""
-        return read_selections([(self.array(name), selection) for name, selection in requests])
+        """``(array name, selection)`` pairs read together (:func:`read_selections`); label and
+        truth values outside the store's classes raise ValueError naming store, array, chunk."""
+        arrays = [(self.array(name), selection) for name, selection in requests]
+        values = read_selections(arrays)
+        for (name, _), (array, selection), value in zip(requests, arrays, values):
+            if name in LABEL_ARRAYS:
+                check_label_values(value, self.num_classes, chunk_name(array, selection))
+        return values
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_group": None, "_arrays": {}, "_pid": None}
@@ -224,17 +236,14 @@ class PretrainDataset(_StoreDataset):
     one-hot targets.
     """
 
-    def __init__(self, path: str | os.PathLike, indices: Sequence[int], settings: dict[str, Any],
+    def __init__(self, path: str | os.PathLike, indices: Sequence[int], settings: Pretrain,
                  *, train: bool = True):
         super().__init__(path)
         self.indices = [int(i) for i in indices]
         self.train = train
-        self.s2_bands = int(settings.get("s2_bands", 13))
-        self.crop = int(settings["crop"])
-        self.flip_p = float(settings.get("flip_p", 0.5))
-        self.rotate_p = float(settings.get("rotate_p", 0.2))
-        self.smoothing = dict(settings.get("smoothing", {}))
-        self.seed = int(settings.get("seed", 0))
+        self.s2_bands, self.crop, self.seed = settings.s2_bands, settings.crop, settings.seed
+        self.flip_p, self.rotate_p = settings.flip_p, settings.rotate_p
+        self.smoothing = settings.smoothing
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -258,11 +267,12 @@ class PretrainDataset(_StoreDataset):
         season_labels = np.stack([next(values) for _ in draws])
         read = [{name: next(values) for name in names} for _ in draws]
         seasons = [season for _, season, _ in draws]
-        if self.train and self.smoothing.get("enabled", True):
+        soft: np.ndarray | list[np.ndarray]
+        if self.train and self.smoothing.enabled:
             soft = smoothing.smoothed_targets_batch(
-                season_labels, seasons, self.num_classes, alpha=self.smoothing.get("alpha", 0.15),
-                beta=self.smoothing.get("beta", 0.05), sigma=self.smoothing.get("sigma", 3.0),
-                prior=self.smoothing.get("prior", "spatial_temporal"),
+                season_labels, seasons, self.num_classes, alpha=self.smoothing.alpha,
+                beta=self.smoothing.beta, sigma=self.smoothing.sigma,
+                prior=self.smoothing.prior,
                 windows=[(t.top, t.left) for _, _, t in draws], window_size=self.crop).numpy()
         else:
             soft = [Transform(t.top, t.left, t.size)(one_hot(labels[season], self.num_classes))
@@ -295,8 +305,8 @@ class PretrainDataset(_StoreDataset):
 
     def _hard_share(self) -> float:
         """The share of a target that is the one-hot label: 1 - alpha - beta, or 1 unsmoothed."""
-        if self.train and self.smoothing.get("enabled", True):
-            return 1.0 - (self.smoothing.get("alpha", 0.15) + self.smoothing.get("beta", 0.05))
+        if self.train and self.smoothing.enabled:
+            return 1.0 - (self.smoothing.alpha + self.smoothing.beta)
         return 1.0
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:

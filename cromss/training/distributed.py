@@ -1,12 +1,15 @@
 """Single-process and ``torchrun`` (DistributedDataParallel) execution from one code path.
 
 ``torchrun --nproc_per_node N`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; without them the run is
-one process. The backend is NCCL on CUDA and gloo on CPU.
+one process. Under torchrun the process group is joined and the model wrapped in DDP even with
+``--nproc_per_node 1``, so one GPU runs the same NCCL path as many. The backend is NCCL on CUDA
+and gloo on CPU.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +22,8 @@ class Context:
     rank: int
     world_size: int
     device: torch.device
+    launched: bool = False
+    """Started by torchrun: in a process group (and DDP) whatever the world size."""
 
     @property
     def is_main(self) -> bool:
@@ -26,11 +31,12 @@ class Context:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
 
 def setup() -> Context:
     """Join the process group if launched by ``torchrun``; pick this process's device."""
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -39,9 +45,9 @@ def setup() -> Context:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    if (world_size > 1 or launched) and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(rank, world_size, device)
+    return Context(rank, world_size, device, launched)
 
 
 def teardown(ctx: Context) -> None:
@@ -82,7 +88,14 @@ class ResumableSampler(DistributedSampler):
                          seed=seed, drop_last=False)
         self.start = 0
 
-    def __iter__(self):
+    def skip(self, batches: int, batch_size: int) -> None:
+        """Start after the first ``batches`` batches of the shard. The last batch of an epoch may
+        be partial (every shard has ``num_samples`` items, padded by DistributedSampler), so the
+        items consumed are ``batches * batch_size`` clamped to the shard: a run stopped on that
+        batch resumes with nothing left of the epoch but its end."""
+        self.start = min(batches * batch_size, self.num_samples)
+
+    def __iter__(self) -> Iterator[int]:
         return iter(list(super().__iter__())[self.start:])
 
     def __len__(self) -> int:

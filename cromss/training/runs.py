@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from cromss.atomic import atomic_path
-from cromss.cli import CromssError
+from cromss.errors import CromssError
+from cromss.settings import Finetune, as_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Run:
 def group_runs(settings: list[str], seeds: list[int], out_pattern: str) -> list[Run]:
     """The runs of a group; ``out_pattern`` names each directory with ``{setting}`` and ``{seed}``."""
     if "{setting}" not in out_pattern or "{seed}" not in out_pattern:
-        raise ValueError(f"--out {out_pattern!r} must contain {{setting}} and {{seed}}")
+        raise CromssError(f"--out {out_pattern!r} must contain {{setting}} and {{seed}}")
     return [Run(s, n, Path(out_pattern.format(setting=s, seed=n))) for s in settings for n in seeds]
 
 
@@ -63,12 +64,12 @@ def store_stamp(store: Path) -> list[Any]:
 
 
 def run_key(run: Run, *, task: str, modality: str, encoder: str, train: Path, test: Path,
-            settings: dict[str, Any], weights_name: str | None) -> dict[str, Any]:
+            settings: Finetune, weights_name: str | None) -> dict[str, Any]:
     """Everything a run's outputs are computed from."""
     return {"task": task, "modality": modality, "setting": run.setting, "seed": run.seed,
             "encoder": "random" if encoder == "random" else file_digest(encoder),
             "weights_name": weights_name, "train": store_stamp(train), "test": store_stamp(test),
-            "settings": settings}
+            "settings": as_dict(settings)}
 
 
 def restore(run: Run, key: dict[str, Any]) -> bool:
@@ -97,7 +98,7 @@ def record(run: Run, key: dict[str, Any]) -> None:
 
 
 def finetune_group(*, task: str, modality: str, encoder: str, setting: list[str], seed: list[int],
-                   train: Path, test: Path, settings: dict[str, Any], out: str,
+                   train: Path, test: Path, settings: Finetune, out: str,
                    weights_name: str | None = None) -> None:
     """Train and evaluate every (setting, seed) run of one group; see the module docstring."""
     from cromss.training.finetune import evaluate, finetune

@@ -3,7 +3,7 @@ import os
 import shlex
 
 from cromss.config import settings_param, variant_settings
-from cromss.release import RELEASES
+from cromss.weights.released import RELEASES
 
 CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
 # environment.post-deploy.sh installs the package from here into that env (README "Conda")
@@ -209,5 +209,40 @@ FIGURES = [
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
     *[f"{RESULTS}/metrics/pretrain_curves.csv"] * bool(VARIANTS),
+    *[f"{RESULTS}/figures/ablation.png"] * bool(VARIANTS),
     *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES if VARIANTS or name != "nol"],
 ]
+
+
+# --- ingest in partitions (data.ingest; cromss.data.partitioned) ---
+
+def ingest_partitions(store_name):
+    """The number of ingest jobs of a store (data.ingest.partitions; 1: one ``store`` job)."""
+    return config["data"].get("ingest", {}).get("partitions", {}).get(store_name, 1)
+
+
+def ingest_flag(step):
+    """A flag a step of a partitioned ingest leaves beside the store's partial (temp: once the
+    store is published, the finished store alone is up to date)."""
+    return temp(f"{STORE_DIR}/.{{store}}.zarr.parts/{step}.flag")
+
+
+INGEST = (
+    "cromss data ingest {wildcards.store} --raw {params.raw:q} {params.trees} "
+    "--out {params.out:q} --shard-samples {params.shard_samples}"
+)
+INGEST_PARAMS = dict(
+    raw=RAW,
+    trees=lambda w: local_tree_args(),
+    out=lambda w: store(w.store),
+    shard_samples=config["data"].get("ingest", {}).get("shard_samples", 16),
+)
+
+
+def store_inputs(wildcards):
+    """One job reads the raw trees; a partitioned store publishes its finished partitions."""
+    count = ingest_partitions(wildcards.store)
+    if count == 1:
+        return raw_inputs(wildcards)
+    parts = f"{STORE_DIR}/.{wildcards.store}.zarr.parts"
+    return [*raw_inputs(wildcards), *(f"{parts}/part{index}.flag" for index in range(count))]

@@ -15,7 +15,7 @@ rule synthetic_world:
         mem_mb=4000,
         runtime=30,
     shell:
-        "cromss data synth --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "cromss data synth --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Raw data is never an output of a rule, so Snakemake never removes it: a download job's output is
@@ -42,30 +42,75 @@ rule real_download:
         mem_mb=4000,
         runtime=24 * 60,
     shell:
-        "cromss fetch {params.source} --settings {params.settings:q} --out {params.raw} > {log} 2>&1"
+        "cromss data fetch {params.source} --settings {params.settings:q} --out {params.raw:q}"
+        " > {log:q} 2>&1"
+
+
+rule store_init:
+    input:
+        raw_inputs,
+    output:
+        ingest_flag("init"),
+    params:
+        **INGEST_PARAMS,
+        partitions=lambda w: ingest_partitions(w.store),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/store/{{store}}.init.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        f"{INGEST} --step init --partitions {{params.partitions}} > {{log:q}} 2>&1 "
+        "&& touch {output:q}"
+
+
+rule store_partition:
+    input:
+        raw_inputs,
+        f"{STORE_DIR}/.{{store}}.zarr.parts/init.flag",
+    output:
+        ingest_flag("part{part}"),
+    wildcard_constraints:
+        part=r"\d+",
+    params:
+        **INGEST_PARAMS,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/store/{{store}}.part{{part}}.log",
+    benchmark:
+        f"{BENCH}/store/{{store}}.part{{part}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=12 * 60,
+    shell:
+        f"{INGEST} --step {{wildcards.part}} --workers {{threads}} > {{log:q}} 2>&1 "
+        "&& touch {output:q}"
 
 
 rule store:
     input:
-        raw_inputs,
+        store_inputs,
     output:
         directory(store("{store}")),
     params:
-        raw=RAW,
-        trees=lambda w: local_tree_args(),
+        **INGEST_PARAMS,
+        step=lambda w: "all" if ingest_partitions(w.store) == 1 else "publish",
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/store/{{store}}.log",
     benchmark:
         f"{BENCH}/store/{{store}}.tsv"
-    threads: 2
+    threads: lambda w: 2 if ingest_partitions(w.store) == 1 else 1
     resources:
         mem_mb=8000,
-        runtime=12 * 60,
+        runtime=lambda w: 12 * 60 if ingest_partitions(w.store) == 1 else 60,
     shell:
-        "cromss data ingest {wildcards.store} --raw {params.raw} {params.trees} --out {output} "
-        "--workers {threads} > {log} 2>&1"
+        f"{INGEST} --step {{params.step}} --workers {{threads}} > {{log:q}} 2>&1"
 
 
 rule quicklook:
@@ -85,7 +130,7 @@ rule quicklook:
         mem_mb=2000,
         runtime=10,
     shell:
-        "cromss data inspect {input} --png {output.png} > {output.summary} 2> {log}"
+        "cromss data inspect {input:q} --png {output.png:q} > {output.summary:q} 2> {log:q}"
 
 
 rule data:

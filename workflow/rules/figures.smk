@@ -21,7 +21,7 @@ rule pretrain_figure:
         mem_mb=1000,
         runtime=5,
     shell:
-        "cromss figure {params.figure} --pretrain-logs {input} --out {output} > {log} 2>&1"
+        "cromss report figure {params.figure} --pretrain-logs {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule transfer_figure:
@@ -45,8 +45,27 @@ rule transfer_figure:
         mem_mb=1000,
         runtime=5,
     shell:
-        "cromss figure {params.figure} --metrics {input} --setting {params.setting}"
-        " --out {output} > {log} 2>&1"
+        "cromss report figure {params.figure} --metrics {input:q} --setting {params.setting:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule ablation_figure:
+    input:
+        f"{RESULTS}/tables/table4.csv",
+    output:
+        report(f"{RESULTS}/figures/ablation.png", category="Pretraining",
+               caption="../report/ablation_figure.rst"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/figures/ablation.log",
+    benchmark:
+        f"{BENCH}/figures/ablation.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "cromss report figure ablation --table {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Plain files, not directory() outputs: DVC reads every file of these folders as metrics, and a
@@ -70,9 +89,9 @@ rule metrics_summary:
         mem_mb=1000,
         runtime=5,
     shell:
-        "cromss metrics-summary --metrics {input.metrics} --pretrain-logs {input.logs}"
+        "cromss report metrics-summary --metrics {input.metrics:q} --pretrain-logs {input.logs:q}"
         f" --transfer-dir {RESULTS}/metrics/transfer --pretrain-dir {RESULTS}/metrics/pretrain"
-        " --curves {output.curves} > {log} 2>&1"
+        " --curves {output.curves:q} > {log:q} 2>&1"
 
 
 rule samples_figure:
@@ -94,8 +113,8 @@ rule samples_figure:
         mem_mb=4000,
         runtime=10,
     shell:
-        "cromss figure samples --model {input.model} --store {input.store} --count {params.shown}"
-        " --out {output} > {log} 2>&1"
+        "cromss report figure samples --model {input.model:q} --store {input.store:q}"
+        " --count {params.shown} --out {output:q} > {log:q} 2>&1"
 
 
 rule predictions_figure:
@@ -119,5 +138,5 @@ rule predictions_figure:
         mem_mb=4000,
         runtime=10,
     shell:
-        "cromss figure predictions --model {params.models} --store {input.test}"
-        " --count {params.shown} --out {output} > {log} 2>&1"
+        "cromss report figure predictions --model {params.models:q} --store {input.test:q}"
+        " --count {params.shown} --out {output:q} > {log:q} 2>&1"

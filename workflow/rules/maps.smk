@@ -1,4 +1,4 @@
-# Maps of whole scenes: `cromss predict` (tiled, blended inference) on the scenes of the config.
+# Maps of whole scenes: `cromss map predict` (tiled, blended inference) on the scenes of the config.
 
 
 rule synthetic_scene:
@@ -16,7 +16,7 @@ rule synthetic_scene:
         mem_mb=4000,
         runtime=20,
     shell:
-        "cromss scene --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "cromss data scene --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule scene_map:
@@ -27,8 +27,8 @@ rule scene_map:
         map=f"{MAP_DIR}/{{model}}.tif",
         confidence=f"{MAP_DIR}/{{model}}_confidence.tif",
     params:
-        model=lambda w, input: (f"--best-of {' '.join(input.metrics)}" if "metrics" in input.keys()
-                                else f"--model {input.model}"),
+        model=lambda w, input: "--best-of" if "metrics" in input.keys() else "--model",
+        model_files=lambda w, input: input.metrics if "metrics" in input.keys() else input.model,
         tiling=lambda w: (f"--tile {MAPS.get('tile', 256)} --overlap {MAPS.get('overlap', 64)}"
                           f" --batch-size {MAPS.get('batch_size', 8)}"),
     threads: 2
@@ -43,8 +43,9 @@ rule scene_map:
     benchmark:
         f"{BENCH}/maps/{{scene}}_{{model}}.tsv"
     shell:
-        "cromss predict {params.model} --scene {input.scene} --out {output.map}"
-        " --confidence {output.confidence} {params.tiling} --threads {threads} > {log} 2>&1"
+        "cromss map predict {params.model} {params.model_files:q} --scene {input.scene:q}"
+        " --out {output.map:q} --confidence {output.confidence:q} {params.tiling}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule map_figure:
@@ -67,5 +68,5 @@ rule map_figure:
         mem_mb=2000,
         runtime=5,
     shell:
-        "cromss map-figure --map {input.map} --scene {input.scene} {params.truth}"
-        " --out {output} > {log} 2>&1"
+        "cromss map figure --map {input.map:q} --scene {input.scene:q} {params.truth}"
+        " --out {output:q} > {log:q} 2>&1"

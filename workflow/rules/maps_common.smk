@@ -1,5 +1,6 @@
 # Scenes, models and paths of the maps (workflow/rules/maps.smk), derived from the config's `maps`.
 import re
+import shlex
 
 MAPS = config.get("maps", {})
 MAP_SCENES = MAPS.get("scenes", {})
@@ -33,7 +34,7 @@ def map_truth(wildcards):
     task = MAP_MODELS[wildcards.model].get("best") or MAP_MODELS[wildcards.model].get("task")
     if "synthetic" not in MAP_SCENES[wildcards.scene] or task is None:
         return ""
-    return f"--truth {SCENE_DIR}/{wildcards.scene}/truth/{task}.tif"
+    return f"--truth {shlex.quote(f'{SCENE_DIR}/{wildcards.scene}/truth/{task}.tif')}"
 
 
 MAP_FIGURES = [f"{RESULTS}/maps/{scene}/{model}.png" for scene in MAP_SCENES

@@ -30,8 +30,8 @@ rule pretrain:
     benchmark:
         f"{BENCH}/pretrain/{{variant}}.tsv"
     shell:
-        "{params.launcher} pretrain --store {input} --settings {params.settings:q}"
-        " --threads {params.threads} --out {params.workdir} --export-encoders > {log} 2>&1"
+        "{params.launcher} pretrain run --store {input:q} --settings {params.settings:q}"
+        " --threads {params.threads} --out {params.workdir:q} --export-encoders > {log:q} 2>&1"
 
 
 use rule pretrain as pretrain_s1 with:

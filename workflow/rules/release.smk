@@ -24,5 +24,5 @@ rule release_encoders:
         mem_mb=4000,
         runtime=60,
     shell:
-        "cromss release-encoders --name {wildcards.release} --settings {params.settings:q}"
-        " --out {params.out} --quiet > {log} 2>&1"
+        "cromss weights release --name {wildcards.release} --settings {params.settings:q}"
+        " --out {params.out:q} --quiet > {log:q} 2>&1"

@@ -33,10 +33,10 @@ rule finetune:
     benchmark:
         f"{BENCH}/finetune/{{task}}_{{modality}}_{{weights}}.tsv"
     shell:
-        "cromss finetune-group --task {wildcards.task} --modality {wildcards.modality}"
-        " --encoder {params.encoder} --setting {params.group} --seed {params.seeds}"
-        " --train {input.train} --test {input.test} --settings {params.settings:q}"
-        " --threads {threads} --out {params.out:q} > {log} 2>&1"
+        "cromss finetune group --task {wildcards.task} --modality {wildcards.modality}"
+        " --encoder {params.encoder:q} --setting {params.group} --seed {params.seeds}"
+        " --train {input.train:q} --test {input.test:q} --settings {params.settings:q}"
+        " --threads {threads} --out {params.out:q} > {log:q} 2>&1"
 
 
 # The ablation encoders that only table 4 transfers: its one task, modality and setting.

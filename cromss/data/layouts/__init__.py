@@ -32,7 +32,7 @@ class Roots:
     truth: Path | None = None
 
     @classmethod
-    def under(cls, raw: str | os.PathLike, **overrides: str | os.PathLike | None) -> "Roots":
+    def under(cls, raw: str | os.PathLike, **overrides: str | os.PathLike | None) -> Roots:
         """The trees below one raw root (``<raw>/ssl4eo_s12`` ...), with per-tree overrides."""
         raw = Path(raw)
         paths = {part: Path(overrides.get(part) or raw / part) for part in PARTS}

@@ -20,6 +20,7 @@ import numpy as np
 
 from cromss.data.layouts.noldo import read_tile
 from cromss.data.layouts.rasters import Sample, write_tif
+from cromss.errors import CromssError
 
 KINDS = ("s1", "s2", "dfc")
 
@@ -35,7 +36,7 @@ def patch_number(name: str) -> int:
     """``ROIs0000_test_s2_0_p12.tif`` -> 12."""
     match = re.search(r"_p(\d+)\.tif$", name)
     if match is None:
-        raise ValueError(f"{name}: not a DFC2020 patch file name")
+        raise CromssError(f"{name}: not a DFC2020 patch file name")
     return int(match.group(1))
 
 

@@ -38,6 +38,7 @@ from cromss.data.layouts import ssl4eo_s12
 from cromss.data.layouts.rasters import (Sample, check_on_grid, read_label_onto, read_raster,
                                          resample_onto, write_tif)
 from cromss.data.store import s2_digital_numbers
+from cromss.errors import CromssError
 
 SEASONS = 4
 NOL_DIR = "ssl4eo_s12_nol"
@@ -53,7 +54,7 @@ def _location(value: str, where: str) -> str:
     try:
         return f"{int(float(value)):07d}"
     except ValueError:
-        raise ValueError(f"{where}: location id {value!r} is not an integer") from None
+        raise CromssError(f"{where}: location id {value!r} is not an integer") from None
 
 
 def read_ids(csv_path: Path) -> list[tuple[str, list[str]]]:
@@ -68,8 +69,8 @@ def read_ids(csv_path: Path) -> list[tuple[str, list[str]]]:
         header = rows[0]
         missing = [c for c in ("ids", *SEASON_COLUMNS) if c not in header]
         if missing:
-            raise ValueError(f"{csv_path}: header {header} lacks the columns {missing} "
-                             "(expected ids, sub1..sub4, optionally ind)")
+            raise CromssError(f"{csv_path}: header {header} lacks the columns {missing} "
+                              "(expected ids, sub1..sub4, optionally ind)")
         columns = [header.index(c) for c in ("ids", *SEASON_COLUMNS)]
         body, first_line = rows[1:], 2
     elif len(rows[0]) in (1 + SEASONS, 2 + SEASONS) and rows[0][0].replace(".", "").isdigit():
@@ -77,14 +78,14 @@ def read_ids(csv_path: Path) -> list[tuple[str, list[str]]]:
         columns = [offset, *range(offset + 1, offset + 1 + SEASONS)]
         body, first_line = rows, 1
     else:
-        raise ValueError(f"{csv_path}: first row {rows[0]} is neither a header naming ids and "
-                         "sub1..sub4 nor a data row of 5 (ids, sub1..sub4) or 6 "
-                         "(ind, ids, sub1..sub4) columns")
+        raise CromssError(f"{csv_path}: first row {rows[0]} is neither a header naming ids and "
+                          "sub1..sub4 nor a data row of 5 (ids, sub1..sub4) or 6 "
+                          "(ind, ids, sub1..sub4) columns")
     out = []
     for line, row in enumerate(body, start=first_line):
         if len(row) <= max(columns):
-            raise ValueError(f"{csv_path}:{line}: {len(row)} columns, expected "
-                             f"{max(columns) + 1}: {row}")
+            raise CromssError(f"{csv_path}:{line}: {len(row)} columns, expected "
+                              f"{max(columns) + 1}: {row}")
         out.append((_location(row[columns[0]], f"{csv_path}:{line}"),
                     [row[c] for c in columns[1:]]))
     return out
@@ -101,7 +102,7 @@ def write_ids(csv_path: Path, rows: Sequence[tuple[int, Sequence[str]]], form: s
         elif form == "headerless":
             writer.writerows([loc, *seasons] for loc, seasons in rows)
         else:
-            raise ValueError(f"dw_complete_ids.csv form must be header or headerless, not {form!r}")
+            raise CromssError(f"dw_complete_ids.csv form must be header or headerless, not {form!r}")
 
 
 # --- SSL4EO-S12@NoL: images from SSL4EO-S12 v1, noisy labels from NoLDO -------------------------
@@ -161,7 +162,7 @@ def tile_keys(split_dir: Path) -> list[str]:
     names = sorted(p.name for p in folder.glob("*.tif"))
     strays = [n for n in names if not n.startswith(TILE_PREFIX["s2"])]
     if strays:
-        raise ValueError(f"{folder / strays[0]}: an S2 tile must be named s2_<key>.tif")
+        raise CromssError(f"{folder / strays[0]}: an S2 tile must be named s2_<key>.tif")
     return [n[len(TILE_PREFIX["s2"]):-len(".tif")] for n in names]
 
 

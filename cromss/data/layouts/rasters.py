@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from cromss.errors import CromssError
+
 LABEL_FILL = 255
 """Raw label value of pixels a label file does not cover (remapped to the ignore index)."""
 
@@ -65,7 +67,7 @@ def _open(path: Path, count: int | Sequence[int] | None):  # noqa: ANN202 - rast
     try:
         src = rasterio.open(path)
     except RasterioError as err:
-        raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from err
+        raise CromssError(f"{path}: not a readable GeoTIFF ({err})") from err
     counts = (count,) if isinstance(count, int) else count
     problem = None
     if src.driver != "GTiff":
@@ -76,7 +78,7 @@ def _open(path: Path, count: int | Sequence[int] | None):  # noqa: ANN202 - rast
         problem = "no EPSG coordinate reference system"
     if problem:
         src.close()
-        raise ValueError(f"{path}: {problem}")
+        raise CromssError(f"{path}: {problem}")
     return src
 
 
@@ -95,7 +97,7 @@ def read_raster(path: Path, *, count: int | Sequence[int] | None = None
         try:
             data = src.read()
         except RasterioError as err:
-            raise ValueError(f"{path}: not a readable GeoTIFF ({err})") from err
+            raise CromssError(f"{path}: not a readable GeoTIFF ({err})") from err
         if src.nodata is not None and data.dtype.kind == "f":
             data[data == src.nodata] = np.nan
         return data, grid_of(src)
@@ -109,12 +111,12 @@ def _close(a: Sequence[float], b: Sequence[float], tolerance: float) -> bool:
 def check_on_grid(grid: Grid, other: Grid, grid_path: Path, other_path: Path) -> None:
     """Raise unless ``other`` has the CRS of ``grid`` and its bounds to within one own pixel."""
     if other.epsg != grid.epsg:
-        raise ValueError(f"{other_path}: CRS EPSG:{other.epsg} differs from EPSG:{grid.epsg} "
-                         f"of {grid_path}")
+        raise CromssError(f"{other_path}: CRS EPSG:{other.epsg} differs from EPSG:{grid.epsg} "
+                          f"of {grid_path}")
     tolerance = max(other.pixel, abs(other.transform[5])) * (1 + 1e-6)
     if not _close(other.bounds, grid.bounds, tolerance):
-        raise ValueError(f"{other_path}: bounds {other.bounds} differ from {grid.bounds} of "
-                         f"{grid_path} by more than one pixel of the file ({tolerance:.6g})")
+        raise CromssError(f"{other_path}: bounds {other.bounds} differ from {grid.bounds} of "
+                          f"{grid_path} by more than one pixel of the file ({tolerance:.6g})")
 
 
 def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool = False,
@@ -234,8 +236,8 @@ def read_label_onto(path: Path, grid: Grid, grid_path: Path, *, min_overlap: flo
     height = max(0.0, min(top, g_top) - max(bottom, g_bottom))
     share = width * height / ((g_right - g_left) * (g_top - g_bottom))
     if share < min_overlap:
-        raise ValueError(f"{path}: the label covers {share:.0%} of the patch of {grid_path} "
-                         f"(bounds {source.bounds} in EPSG:{source.epsg}); it belongs elsewhere")
+        raise CromssError(f"{path}: the label covers {share:.0%} of the patch of {grid_path} "
+                          f"(bounds {source.bounds} in EPSG:{source.epsg}); it belongs elsewhere")
     return resample_onto(data[band:band + 1], source, grid, nearest=True, fill=LABEL_FILL)[0]
 
 
@@ -243,8 +245,8 @@ def check_codes(label: np.ndarray, valid: Sequence[int], path: Path) -> None:
     """Raise if ``label`` holds values outside the class codes ``valid`` (and the fill)."""
     bad = np.setdiff1d(np.unique(label), np.asarray([*valid, LABEL_FILL]))
     if bad.size:
-        raise ValueError(f"{path}: label values {bad.tolist()} outside the class codes "
-                         f"{min(valid)}..{max(valid)}")
+        raise CromssError(f"{path}: label values {bad.tolist()} outside the class codes "
+                          f"{min(valid)}..{max(valid)}")
 
 
 def write_tif(path: Path, data: np.ndarray, crs: str | int, transform: Any,

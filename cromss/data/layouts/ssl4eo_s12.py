@@ -21,12 +21,17 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS, S2_NATIVE_RESOLUTION_M
 from cromss.data.layouts.rasters import Grid, bands_onto, read_bands, write_tif
 from cromss.data.store import s2_digital_numbers
+from cromss.errors import CromssError
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 S2_DIR, S1_DIR = "s2c", "s1"
 """Folder names the v1 archives ``s2_l1c.tar.gz`` and ``s1_grd.tar.gz`` unpack to."""
@@ -40,7 +45,7 @@ def acquisition_time(folder: str) -> dt.datetime:
     """Acquisition start of an S2 L1C or S1 GRD season folder name."""
     match = S2_NAME.match(folder) or S1_NAME.match(folder)
     if match is None:
-        raise ValueError(f"{folder}: not an S1 GRD or S2 L1C product name")
+        raise CromssError(f"{folder}: not an S1 GRD or S2 L1C product name")
     return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S")
 
 
@@ -110,7 +115,7 @@ def season_dirs(location: Path) -> list[str]:
 # --- writer (the downloader's conventions; for fixtures and the synthetic world) -----------------
 
 def downloader_transform(first_centre: tuple[float, float], extent: tuple[float, float],
-                         shape: tuple[int, int]):  # noqa: ANN201 - affine.Affine
+                         shape: tuple[int, int]) -> Affine:
     """``save_geotiff``: origin = coords[0] -/+ res/2, res = extent / pixels, per band."""
     from affine import Affine
     xres, yres = extent[0] / shape[1], extent[1] / shape[0]

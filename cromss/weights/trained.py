@@ -1,0 +1,53 @@
+"""Files of whole trained models: a pretrained CromSS model (``results/pretrain/<variant>/
+model.pt``: ``state_dict``, ``settings``, ``provenance``) and a fine-tuned downstream model
+(``results/finetune/.../model.pt``: ``state_dict`` and a ``card`` with its ``task``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cromss.errors import CromssError
+from cromss.models import CromssModel, build_downstream, build_model
+from cromss.weights import files
+from cromss.weights.cards import provenance
+
+
+def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any],
+               origin: Mapping[str, Any] | None = None) -> Path:
+    """Write a whole pretrained model (both branches, decoder, head), its settings and its
+    :func:`~cromss.weights.cards.provenance` atomically."""
+    path = Path(path)
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    files.save({"state_dict": state, "settings": json.loads(json.dumps(settings)),
+                "provenance": json.loads(json.dumps(dict(origin or provenance())))}, path)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
+    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
+    payload = files.read_weights(path, ("state_dict", "settings"), "pretrained model")
+    model = build_model(payload["settings"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CromssError(f"{path}: weights do not match the settings' model: {err}") from err
+    return model, payload["settings"]
+
+
+def load_downstream(model_path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, card) of a file written by ``cromss finetune run``."""
+    payload = files.load(model_path)
+    if "card" not in payload or "task" not in payload["card"]:
+        raise CromssError(f"{model_path}: not a model written by `cromss finetune run` (no card)")
+    card = payload["card"]
+    model = build_downstream(card["task"], card["encoder"], card["in_channels"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CromssError(f"{model_path}: weights do not match the card's model: {err}") from err
+    return model.eval(), card

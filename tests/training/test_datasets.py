@@ -1,0 +1,289 @@
+"""Datasets over the stores: normalisation, joint transforms, seeded items, worker-safe reads."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from cromss.constants import IGNORE_INDEX, S2_MEAN, S2_STD, input_normalisation
+from cromss.data.store import open_arrays
+from cromss import smoothing
+from cromss.settings import Pretrain
+from cromss.training import datasets
+from helpers.stores import write_store
+
+
+# the schema's defaults (flip_p 0.5, rotate_p 0.2, smoothing on: spatial_temporal, sigma 3, alpha
+# 0.15, beta 0.05) with a crop of 16, below the schema's minimum, to keep the stores tiny
+PRETRAIN_SETTINGS = replace(Pretrain.parse({"fusion": "middle", "encoder": "resnet18", "s2_bands": 9,
+                                            "seed": 3, "epochs": 1, "batch_size": 2, "crop": 32}),
+                            crop=16)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return write_store(tmp_path_factory.mktemp("ds") / "nol.zarr")
+
+
+def test_normalise_clips_to_two_std_and_scales_to_unit_range():
+    image = np.array([[[-1e9, 0.0, 10.0, 1e9]]], dtype=np.float32)  # mean 0, std 5 -> [-10, 10]
+    np.testing.assert_allclose(datasets.normalise(image, [0.0], [5.0])[0, 0],
+                               [0, 127 / 255, 1, 1])  # uint8 levels: 127.5 truncates to 127
+
+
+def reference_img_clip(img, mean, std):
+    """The reference's ``img_clip`` (dataset/dwosm_dataset_lmdb.py), then its ``/255``."""
+    low, high = mean - 2 * std, mean + 2 * std
+    img = np.clip((img - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+    return img.astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("modality, bands", [("s1", 2), ("s2", 13), ("s2", 9)])
+def test_model_input_is_the_reference_uint8_scaling(modality, bands):
+    rng = np.random.default_rng(1)
+    raw = (rng.normal(-15, 8, (2, 16, 16)) if modality == "s1"
+           else rng.uniform(0, 6000, (13, 16, 16))).astype(np.float32)
+    norm = input_normalisation(modality, bands)
+    picked = raw if modality == "s1" else raw[list(datasets.s2_band_indices(bands))]
+    expected = np.stack([reference_img_clip(band, m, s)
+                         for band, m, s in zip(picked, norm["mean"], norm["std"], strict=True)])
+    got = datasets.model_input(raw, modality, bands)
+    np.testing.assert_allclose(got, expected, atol=1.01 / 255)  # float32 vs float64 at a level edge
+    assert np.mean(np.isclose(got, expected, atol=1e-7)) > 0.99
+    assert len(np.unique(got)) <= 256 and "uint8" in norm["quantisation"]
+
+
+def test_s2_input_selects_the_nine_bands_with_their_statistics():
+    raw = np.broadcast_to(np.asarray(S2_MEAN, np.float32)[:, None, None], (13, 2, 2)).copy()
+    raw[11] = S2_MEAN[11] + 2.01 * S2_STD[11]  # B11 above its upper bound
+    image = datasets.model_input(raw, "s2", 9)
+    assert image.shape == (9, 2, 2)
+    np.testing.assert_allclose(image[:7], 127 / 255, atol=1e-6)
+    np.testing.assert_allclose(image[7], 1.0, atol=1e-6)  # 8th of the 9 bands is B11
+    card = input_normalisation("s2", 9)
+    assert card["bands"] == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
+    with pytest.raises(ValueError, match="13 or 9"):
+        datasets.model_input(raw, "s2", 10)
+
+
+def test_transform_moves_images_labels_and_priors_together():
+    array = np.arange(2 * 6 * 6).reshape(2, 6, 6)
+    # albumentations' Flip codes: 0 vertical, 1 horizontal, -1 both
+    for flip, expected in ((0, array[:, 1:5, 2:6][:, ::-1, :]), (1, array[:, 1:5, 2:6][:, :, ::-1]),
+                           (-1, array[:, 1:5, 2:6][:, ::-1, ::-1])):
+        t = datasets.Transform(top=1, left=2, size=4, flip=flip)
+        np.testing.assert_array_equal(t(array), expected)
+        np.testing.assert_array_equal(t(array[0]), expected[0])
+
+
+def test_rotation_is_bilinear_with_reflect_101_borders_and_nearest_for_labels():
+    """Against scipy's independent rotation (``mode="mirror"`` is OpenCV's BORDER_REFLECT_101)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(3, 24, 24)).astype(np.float32)
+    for angle in (-73.0, 30.0, 90.0):
+        got = datasets.Transform(0, 0, 24, angle=angle)(image)
+        expected = np.stack([ndimage.rotate(band, angle, reshape=False, order=1, mode="mirror")
+                             for band in image])
+        np.testing.assert_allclose(got, expected, atol=2e-4)
+    np.testing.assert_allclose(datasets.Transform(0, 0, 24, angle=90.0)(image),
+                               np.rot90(image, 1, axes=(1, 2)), atol=1e-5)
+    labels = rng.integers(0, 9, (24, 24))
+    labels[:3] = IGNORE_INDEX
+    turned = datasets.Transform(0, 0, 24, angle=37.0)(labels)
+    assert turned.dtype == labels.dtype and set(np.unique(turned)) <= set(np.unique(labels))
+    expected = ndimage.rotate(labels, 37.0, reshape=False, order=0, mode="mirror")
+    assert np.mean(turned == expected) > 0.97  # nearest: ties at half-pixel positions may differ
+
+
+def test_arrays_rotated_together_equal_each_rotated_alone():
+    rng = np.random.default_rng(4)
+    floats = [rng.normal(size=(2, 20, 20)).astype(np.float32),
+              rng.normal(size=(3, 20, 20)).astype(np.float32), np.ones((20, 20), np.float32)]
+    ints = [rng.integers(0, 9, (20, 20)), rng.integers(0, 9, (20, 20)).astype(np.uint8)]
+    for group in (floats, ints):
+        together = datasets.rotate_together(group, 33.0)
+        for got, alone in zip(together, group, strict=True):
+            assert got.dtype == alone.dtype and got.shape == alone.shape
+            np.testing.assert_array_equal(got, datasets.rotate(alone, 33.0))
+    transform = datasets.Transform(0, 0, 20, flip=-1, angle=-52.0)
+    arrays = {"s2": floats[1], "label": ints[0], "soft": floats[0], "truth": ints[1]}
+    moved = transform.move_all(arrays)
+    assert list(moved) == list(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(moved[key], transform(value))
+
+
+def test_random_transform_draws_follow_the_reference():
+    rng = np.random.default_rng(0)
+    draws = [datasets.random_transform(rng, 20, 20, 8, 0.5, 0.2) for _ in range(6000)]
+    flips = [d.flip for d in draws]
+    assert abs(np.mean([f is not None for f in flips]) - 0.5) < 0.03
+    for code in (-1, 0, 1):  # one of vertical, horizontal or both, equally likely
+        assert abs(flips.count(code) / len(flips) - 0.5 / 3) < 0.02
+    angles = np.array([d.angle for d in draws if d.angle])
+    assert abs(len(angles) / len(draws) - 0.2) < 0.02
+    assert angles.min() >= -90 and angles.max() <= 90 and abs(angles.mean()) < 5
+    assert np.mean(np.abs(angles) % 90 > 1) > 0.9  # any angle, not quarter turns
+    assert max(d.top for d in draws) == 12 and min(d.left for d in draws) == 0
+    with pytest.raises(ValueError, match="larger"):
+        datasets.random_transform(rng, 6, 6, 8, 0.5, 0.2)
+
+
+def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
+    ds.set_epoch(2)
+    first, again = ds[1], ds[1]
+    for key in first:
+        assert torch.equal(first[key], again[key])
+    assert first["s1"].shape == (2, 16, 16) and first["s2"].shape == (9, 16, 16)
+    assert first["soft"].shape == (9, 16, 16) and first["label"].dtype == torch.int64
+    ds.set_epoch(3)
+    assert not torch.equal(ds[1]["s2"], first["s2"])
+    # recompute the item by hand: same generator, prior on the full 32x32 maps, then the transform
+    rng = np.random.default_rng((3, 3, 1))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 0.2)
+    from cromss.data.store import open_arrays
+    group = open_arrays(store)
+    soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(group["label"][1:2]), [season],
+                                                 9, alpha=0.15, beta=0.05)[0].numpy()
+    item = ds[1]
+    np.testing.assert_allclose(item["soft"].numpy(), t(soft_full), atol=1e-6)
+    np.testing.assert_array_equal(item["label"].numpy(), t(np.asarray(group["label"][1, season])))
+    np.testing.assert_array_equal(item["truth"].numpy(), t(np.asarray(group["truth"][1, season])))
+    torch.testing.assert_close(item["soft"].sum(0), torch.ones(16, 16))
+
+
+def test_validation_items_use_hard_labels_and_a_centre_crop(store):
+    ds = datasets.PretrainDataset(store, [0, 1], PRETRAIN_SETTINGS, train=False)
+    item = ds[0]
+    assert item["s1"].shape == (2, 32, 32)
+    label = item["label"]
+    expected = torch.nn.functional.one_hot(label.clamp(max=8), 9).permute(2, 0, 1).float()
+    expected[:, label == IGNORE_INDEX] = 0
+    assert torch.equal(item["soft"], expected)
+    ds.set_epoch(5)
+    assert torch.equal(ds[0]["s2"], item["s2"])
+
+
+def test_smoothing_off_gives_one_hot_targets(store):
+    settings = replace(PRETRAIN_SETTINGS, smoothing=replace(PRETRAIN_SETTINGS.smoothing,
+                                                            enabled=False))
+    item = datasets.PretrainDataset(store, [0], settings)[0]
+    assert set(item["soft"].unique().tolist()) == {0.0, 1.0}
+
+
+def test_a_batch_fetch_equals_single_items(store):
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
+    ds.set_epoch(1)
+    batch = ds.__getitems__([3, 0, 2])
+    for k, item in zip([3, 0, 2], batch, strict=True):
+        for key, value in ds[k].items():
+            torch.testing.assert_close(item[key], value, rtol=0, atol=1e-6)
+    loaded = next(iter(DataLoader(ds, batch_size=3)))
+    expected = torch.stack([item["soft"] for item in ds.__getitems__([0, 1, 2])])
+    torch.testing.assert_close(loaded["soft"], expected)
+
+
+def test_loaders_decode_with_zarrs_and_read_the_stored_values(store):
+    from cromss.data.store import PIXEL_VARS, open_array, read_selections
+
+    group = open_arrays(store)
+    names = [name for name in PIXEL_VARS if name in group]
+    assert {"s1", "s2", "label", "truth"} <= set(names)
+    for name in names:
+        fast, plain = open_array(group, name), group[name]
+        assert type(fast.async_array.codec_pipeline).__name__ == "ZarrsCodecPipeline"
+        assert type(plain.async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
+        stored = plain[:]
+        np.testing.assert_array_equal(fast[:], stored)
+        picks = [(fast, (3,)), (fast, (1, 2)), (fast, (0, slice(1, 3)))]
+        for got, (_, selection) in zip(read_selections(picks), picks, strict=True):
+            assert got.dtype == stored.dtype
+            np.testing.assert_array_equal(got, stored[selection])
+
+
+def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):
+    ds = datasets.SegmentationDataset(store, modality="s1", crop=16, seed=1)
+    _ = ds[0]
+    assert ds._group is not None
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._group is None
+    assert torch.equal(clone[2]["image"], ds[2]["image"])
+    in_workers = next(iter(DataLoader(ds, batch_size=6, num_workers=2)))
+    in_process = next(iter(DataLoader(ds, batch_size=6, num_workers=0)))
+    assert torch.equal(in_workers["image"], in_process["image"])
+
+
+def test_segmentation_dataset_whole_tile_for_evaluation(store):
+    ds = datasets.SegmentationDataset(store, modality="s2", s2_bands=13)
+    item = ds[0]
+    assert item["image"].shape == (13, 32, 32) and item["label"].shape == (32, 32)
+    s1 = datasets.SegmentationDataset(store, modality="s1")[0]["image"]
+    assert float(s1.min()) >= 0 and float(s1.max()) <= 1
+    with pytest.raises(ValueError, match="modality"):
+        datasets.SegmentationDataset(store, modality="s3")
+    with pytest.raises(FileNotFoundError, match="no such Zarr store"):
+        datasets.SegmentationDataset(store.parent / "missing.zarr", modality="s1")
+
+
+def test_a_rotated_item_gets_a_bilinear_prior_and_a_nearest_hard_label(store):
+    """The reference rotates the smoothing prior with the image (bilinear) and the label with
+    nearest neighbours, then mixes Z' = (1 - a - b) one_hot(label) + prior part."""
+    settings = replace(PRETRAIN_SETTINGS, rotate_p=1.0)
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], settings)
+    item = ds[2]
+    rng = np.random.default_rng((3, 0, 2))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 1.0)
+    assert t.angle
+    from cromss.data.store import open_arrays
+    labels = np.asarray(open_arrays(store)["label"][2, season])
+    soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(
+        np.asarray(open_arrays(store)["label"][2:3])), [season], 9, alpha=0.15, beta=0.05)[0].numpy()
+    hard_full = datasets.one_hot(labels, 9)
+    expected = t(soft_full - 0.8 * hard_full) + 0.8 * datasets.one_hot(t(labels), 9)
+    np.testing.assert_array_equal(item["label"].numpy(), t(labels))
+    np.testing.assert_allclose(item["soft"].numpy(), expected, atol=1e-5)
+    valid = item["label"] != IGNORE_INDEX
+    torch.testing.assert_close(item["soft"].sum(0)[valid], torch.ones(int(valid.sum())))
+    # the hard part is exactly the moved label's class, never a blend of two classes
+    top = item["soft"].max(0).values[valid]
+    assert (top >= 0.8).all()
+
+
+def test_the_crop_is_scaled_as_the_whole_image_would_be(store):
+    """Items scale only their crop (the scaling is per pixel): the same as the reference's order,
+    scale the whole image, then crop, flip and rotate."""
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=3, rotate_p=1.0)
+    group = open_arrays(store)
+    for index in range(3):
+        rng = np.random.default_rng((3, 0, index))
+        season = int(rng.integers(ds.num_seasons))
+        transform = datasets.random_transform(rng, ds.height, ds.width, 16, 0.5, 1.0)
+        image = datasets.model_input(np.asarray(group["s2"][index, season]), "s2", 13)
+        torch.testing.assert_close(ds[index]["image"], torch.from_numpy(transform(image)),
+                                   rtol=0, atol=1e-6)
+
+
+def test_tiles_are_decoded_once_per_process(store, monkeypatch):
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=5)
+    first = ds.__getitems__([0, 1, 2])
+    reads = []
+    monkeypatch.setattr(datasets._StoreDataset, "read",
+                        lambda self, requests: reads.extend(requests) or [])
+    again = ds.__getitems__([0, 1, 2])  # the same epoch: the same draws, from the cache
+    assert reads == []
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    full = datasets.TileCache(limit=10)
+    full.add({"key": {"label": np.zeros(100, np.uint8)}})
+    assert "key" not in full and full.size == 0

@@ -1,7 +1,7 @@
 """The Zarr store every stage after ingest reads: one store per dataset and split.
 
-Layout (Zarr format 3, written with xarray, zstd then a crc32c checksum per chunk (stores written
-before the checksum read as before); images in one chunk per sample and season, the
+Layout (Zarr format 3, written with xarray, zstd with its content checksum then a crc32c checksum
+per chunk (stores written before the checksums read as before); images in one chunk per sample and season, the
 small per-pixel maps and flags in one chunk per sample, all seasons: an item reads few chunks;
 the chunks of ``SHARD_SAMPLES`` samples are stored in one shard file per array (Zarr sharding,
 its index checked by its own crc32c), so the file count grows with shards, not samples; stores
@@ -183,9 +183,11 @@ SHARD_SAMPLES = 16
 
 
 def _encoding(batch: xr.Dataset, shard_samples: int = SHARD_SAMPLES) -> dict[str, dict[str, Any]]:
-    # zstd frames carry no checksum: crc32c makes a flipped bit or a cut chunk an error on read;
-    # the sharding codec checks each shard's index with its own crc32c
-    compressors = (zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec())
+    # A flipped bit or a cut chunk is an error on read, whichever pipeline reads it: zarr-python
+    # checks each chunk's crc32c, zarrs (the loaders' reader) skips the crc32c of chunks it reads
+    # from inside a shard but checks the zstd frame's own content checksum; the sharding codec
+    # checks each shard's index with its own crc32c
+    compressors = (zarr.codecs.ZstdCodec(level=3, checksum=True), zarr.codecs.Crc32cCodec())
     encoding: dict[str, dict[str, Any]] = {}
     for key, var in {**batch.data_vars, "sample": batch["sample"]}.items():
         name = str(key)

@@ -148,10 +148,8 @@ def test_a_flipped_bit_inside_a_shard_fails_its_chunk_checksum(store):
         read_selections([(array, (1,))])
 
 
-@pytest.mark.xfail(strict=True, reason="zarrs 0.2.3 does not check the crc32c of chunks inside "
-                                       "shards (it does check the shard index's); strict: this "
-                                       "fails once zarrs checks them")
 def test_the_loaders_zarrs_reader_finds_a_flipped_bit_inside_a_shard(store):
+    # zarrs skips the crc32c of a chunk read from inside a shard; the zstd checksum catches it
     damage_shard(store, "bit flip")
     with pytest.raises(ValueError, match=DAMAGED):
         SegmentationDataset(store, modality="s2")[1]

@@ -88,6 +88,11 @@ def register(groups: Groups) -> None:
                          help="CSV of every variant's per-epoch curves (a 'variant' column)")
     summary.set_defaults(func=run_metrics_summary)
 
+    page = subparsers.add_parser("plots-page", help="the HTML template `dvc plots show` fills, with "
+                                 "Vega inline (renders offline)")
+    page.add_argument("--out", required=True, type=Path, help="the HTML template to write")
+    page.set_defaults(func=run_plots_page)
+
 
 def _logs(paths: list[Path]) -> dict:
     from cromss.report.tables import load_log, variant_of_log
@@ -226,3 +231,9 @@ def run_metrics_summary(args: argparse.Namespace) -> None:
                         for variant, log in logs.items()], ignore_index=True)
     with atomic_path(args.curves) as tmp:
         curves[["variant", *tables.CURVE_COLUMNS]].to_csv(tmp, index=False)
+
+
+def run_plots_page(args: argparse.Namespace) -> None:
+    from cromss.report.plots_page import write_plots_page
+
+    write_plots_page(args.out)

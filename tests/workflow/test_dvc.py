@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -219,6 +220,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run("git", "init", "-q", cwd=repo)
     run("dvc", "init", "-q", cwd=repo)
     shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "project", cwd=repo)
     metrics = [make_run(repo / f"m/{task}_{weights}_{modality}_{setting}_{seed}.json", task=task,
@@ -284,3 +286,24 @@ def test_plots_compare_variants_with_losses_and_shares_on_their_own_axes(project
         assert {row["variant"] for row in content["data"]["values"]} == {"midF", "lateF"}
     assert {row["field"] for row in shares["data"]["values"]} == {
         "kept_proportion", "label_precision", "selection_precision_s1", "selection_precision_s2"}
+
+
+def test_plots_page_renders_offline(project: Path, tmp_path: Path) -> None:
+    """`dvc plots show` fills the report stage's page (.dvc/config plots.html_template): no script
+    comes from the network, and a headless browser without one draws every chart."""
+    pytest.importorskip("vl_convert")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is needed")
+    page = project / "results" / "metrics" / "plots_page.html"
+    assert main(["report", "plots-page", "--out", str(page)]) == 0
+    run("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert re.findall(r"<script[^>]*\bsrc=", html) == []
+    assert html.count("vegaEmbed(") == 3
+    # no network: a proxy that does not exist, and only local files
+    dom = run(chromium, "--headless", "--no-sandbox", "--disable-gpu",
+              "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom",
+              (tmp_path / "plots" / "index.html").as_uri(), cwd=tmp_path).stdout
+    drawn = len(re.findall(r"<canvas|<svg", dom))
+    assert drawn >= 3, dom[-2000:]

@@ -307,3 +307,31 @@ def test_plots_page_renders_offline(project: Path, tmp_path: Path) -> None:
               (tmp_path / "plots" / "index.html").as_uri(), cwd=tmp_path).stdout
     drawn = len(re.findall(r"<canvas|<svg", dom))
     assert drawn >= 3, dom[-2000:]
+
+
+def test_exp_run_set_param_rewrites_one_line_of_the_config(tmp_path: Path) -> None:
+    """`dvc exp run -S` writes the params file back through DVC's own YAML dump: the project's
+    config is in that form, so setting one value changes one line."""
+    from dvc.utils.hydra import apply_overrides
+
+    config = tmp_path / "config.yaml"
+    shutil.copy(ROOT / "config" / "config.yaml", config)
+    apply_overrides(str(config), ["finetune.lr=0.001"])
+    before = (ROOT / "config" / "config.yaml").read_text().splitlines()
+    after = config.read_text().splitlines()
+    assert len(before) == len(after)
+    assert [(a, b) for a, b in zip(before, after) if a != b] == [
+        ("  lr: 0.0005", "  lr: 0.001")]
+
+
+def test_exp_run_dry_in_a_clean_clone_lists_every_stage(project: Path, tmp_path: Path) -> None:
+    """In a fresh clone (no results), `dvc exp run --dry -f -S ...` prints the stages' commands;
+    without -f, DVC 3 fails looking up its run cache for deps that do not exist yet (docs/dvc.md)."""
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    result = run("dvc", "exp", "run", "--dry", "-f", "-S", "config/config.yaml:finetune.lr=0.001",
+                 cwd=clone)
+    commands = [line for line in result.stdout.splitlines() if line.startswith("> ")]
+    assert commands == ["> snakemake --cores all data", "> snakemake --cores all pretraining",
+                        "> snakemake --cores all transfer", "> snakemake --cores all"]
+    assert run("git", "status", "--porcelain", cwd=clone).stdout == ""

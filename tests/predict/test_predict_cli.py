@@ -1,4 +1,5 @@
-"""``cromss map predict``'s argument checks: a missing model fails in one line before torch loads."""
+"""``cromss map predict``'s argument checks: a missing model fails in one line before torch loads
+(that every ``--help`` shows the defaults is tests/test_cli.py's)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,3 @@ def test_missing_best_of_metrics_named(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1].endswith(f"{tmp_path / 'b.json'}: no such file")
     assert "torch imported: False" in done.stdout
 
-
-def test_predict_help_shows_defaults() -> None:
-    done = run_cli("map", "predict", "--help")
-    assert done.returncode == 0
-    text = " ".join(done.stdout.split())
-    assert "(default: 256)" in text and "(default: 64)" in text and "(default: db)" in text

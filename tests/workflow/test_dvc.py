@@ -262,14 +262,19 @@ def test_metrics_show_has_one_short_row_per_task_weights_and_variant(project: Pa
     table = run("dvc", "metrics", "show", cwd=project).stdout
     lines = table.splitlines()
     header = lines[0].split()
-    assert header[0] == "Path" and "s2.frozen.mIoU" in header and len(header) <= 20, header
-    rows = {line.split()[0] for line in lines[1:]}
-    assert rows == {"results/metrics/transfer/dfc2020_random.json",
-                    "results/metrics/transfer/dfc2020_midF.json",
-                    "results/metrics/transfer/dw_random.json",
-                    "results/metrics/transfer/dw_midF.json",
-                    "results/metrics/pretrain/midF.json", "results/metrics/pretrain/lateF.json"}
-    assert "30.5" in table  # mean mIoU of seeds 0 and 1
+    # percent everywhere: transfer mIoU per modality and setting, the selection's shares
+    assert header == ["Path", "kept_%", "label_prec_%", "s1.finetuned", "s1.frozen",
+                      "s2.finetuned", "s2.frozen", "sel_prec_s1_%", "sel_prec_s2_%"], header
+    assert max(map(len, lines)) <= 160, table
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert set(rows) == {"results/metrics/transfer/dfc2020_random.json",
+                         "results/metrics/transfer/dfc2020_midF.json",
+                         "results/metrics/transfer/dw_random.json",
+                         "results/metrics/transfer/dw_midF.json",
+                         "results/metrics/pretrain/midF.json", "results/metrics/pretrain/lateF.json"}
+    assert rows["results/metrics/transfer/dw_midF.json"][2:6] == ["30.5"] * 4  # seeds 0, 1
+    kept = rows["results/metrics/pretrain/midF.json"][0]
+    assert 1 < float(kept) <= 100  # a share in percent, not 0-1
 
 
 def test_plots_compare_variants_with_losses_and_shares_on_their_own_axes(project: Path) -> None:

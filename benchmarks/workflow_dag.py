@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
-TORCH_RULES = {"pretrain", "pretrain_s1", "pretrain_s2", "finetune", "finetune_ablation",
+TORCH_RULES = {"pretrain", "pretrain_s1", "pretrain_s2", "transfer_runs", "ablation_transfer_runs",
                "samples_figure", "predictions_figure"}
 
 

@@ -93,7 +93,7 @@ def test_every_job_gets_the_environment_and_the_post_deploy_script_the_checkout(
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(parsed["source"]).resolve() == checkout
     commands = {name: env for name, (env, runs) in parsed["rules"].items() if runs}
-    assert {"store", "pretrain", "finetune", "transfer_table"} <= set(commands)
+    assert {"store", "pretrain", "transfer_runs", "transfer_table"} <= set(commands)
     assert set(commands.values()) == {str(checkout / "environment.yml")}
 
 

@@ -65,7 +65,7 @@ def test_every_config_path_is_one_quoted_argument_of_its_command(tmp_path, sourc
     copy_workflow(workdir)
     root, marker = hostile_root(tmp_path)
     commands = planned_commands(workdir, hostile_config(workdir, root, source))
-    expected_rules = {"store", "quicklook", "pretrain", "finetune", "transfer_table",
+    expected_rules = {"store", "quicklook", "pretrain", "transfer_runs", "transfer_table",
                       "ablation_table", "synthetic_scene", "scene_map", "map_figure"}
     assert expected_rules | ({"synthetic_world"} if source == "synthetic" else set()) <= set(commands)
     arguments = [arg for runs in commands.values() for command in runs for arg in command]

@@ -13,21 +13,29 @@ if TYPE_CHECKING:
     from cromss.cli import Groups
 
 
+def _check_predict_args(args: argparse.Namespace) -> None:
+    """The user's mistakes that need no model loaded, caught before torch is imported."""
+    if (args.model is None) == (not args.best_of):
+        raise CromssError("give either --model or --best-of")
+    for path in [args.model] if args.model is not None else args.best_of:
+        if not path.is_file():
+            raise CromssError(f"{path}: no such file")
+    if (not args.scene) == (args.stac_bbox is None):
+        raise CromssError("give either --scene or --stac-bbox (with --stac-datetime)")
+    if args.stac_bbox is not None and not args.stac_datetime:
+        raise CromssError("--stac-bbox needs --stac-datetime START/END")
+
+
 def _predict(args: argparse.Namespace) -> int:
+    _check_predict_args(args)
     import torch
 
     from cromss.predict.mapping import best_model, predict_map
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if (args.model is None) == (not args.best_of):
-        raise CromssError("give either --model or --best-of")
-    if (not args.scene) == (args.stac_bbox is None):
-        raise CromssError("give either --scene or --stac-bbox (with --stac-datetime)")
     stac = None
     if args.stac_bbox is not None:
-        if not args.stac_datetime:
-            raise CromssError("--stac-bbox needs --stac-datetime START/END")
         stac = {"bbox": args.stac_bbox, "datetime": args.stac_datetime,
                 "provider": args.stac_provider, "max_cloud": args.max_cloud,
                 "url": args.stac_url, "s2_collection": args.stac_collection}

@@ -80,13 +80,17 @@ def register(groups: Groups) -> None:
     summary.add_argument("--pretrain-logs", nargs="+", required=True, type=Path, metavar="LOG",
                          help="results/pretrain/{variant}/log.jsonl")
     summary.add_argument("--transfer-dir", required=True, type=Path,
-                         help="writes {task}_{weights}.json: mIoU, its std and OA per modality "
-                              "and setting")
+                         help="writes {task}_{weights}.json: mIoU in %% per modality and setting")
     summary.add_argument("--pretrain-dir", required=True, type=Path,
-                         help="writes {variant}.json: the last epoch's loss and selection numbers")
+                         help="writes {variant}.json: the last epoch's selection numbers in %%")
     summary.add_argument("--curves", required=True, type=Path,
                          help="CSV of every variant's per-epoch curves (a 'variant' column)")
     summary.set_defaults(func=run_metrics_summary)
+
+    page = subparsers.add_parser("plots-page", help="the HTML template `dvc plots show` fills, with "
+                                 "Vega inline (renders offline)")
+    page.add_argument("--out", required=True, type=Path, help="the HTML template to write")
+    page.set_defaults(func=run_plots_page)
 
 
 def _logs(paths: list[Path]) -> dict:
@@ -187,22 +191,31 @@ def run_figure(args: argparse.Namespace) -> None:
     figures.save_figure(figure, args.out)
 
 
-TRANSFER_METRICS = ("mIoU", "mIoU_std", "OA")
-LAST_EPOCH_METRICS = ("val_loss", "train_loss", "kept_proportion", "label_precision",
-                      "selection_precision_s1", "selection_precision_s2")
+SELECTION_SHARES = {"kept_%": "kept_proportion", "label_prec_%": "label_precision",
+                    "sel_prec_s1_%": "selection_precision_s1",
+                    "sel_prec_s2_%": "selection_precision_s2"}
+"""``dvc metrics show`` column -> the last epoch's 0-1 share in the pretraining log."""
 
 
 def transfer_metric_files(summary: dict) -> dict[str, dict]:
-    """``{"{task}_{weights}.json": {modality: {setting: {mIoU, mIoU_std, OA}}}}``: ``dvc metrics
-    show`` then has one row per task and encoder and a dozen columns."""
+    """``{"{task}_{weights}.json": {modality: {setting: mIoU}}}``, mIoU in % (mean of the seeds):
+    ``dvc metrics show`` has one row per task and encoder and four columns (``s2.frozen`` ...);
+    its std and OA are in the tables."""
     files: dict[str, dict] = {}
     for task, modalities in summary.items():
         for modality, weights in modalities.items():
             for name, settings in weights.items():
                 node = files.setdefault(f"{task}_{name}.json", {}).setdefault(modality, {})
                 for setting, values in settings.items():
-                    node[setting] = {key: values[key] for key in TRANSFER_METRICS}
+                    node[setting] = round(values["mIoU"], 2)
     return files
+
+
+def selection_metrics(last_epoch: dict) -> dict[str, float | None]:
+    """The last epoch's selection numbers in % (the losses are in ``dvc plots``)."""
+    shares = {column: last_epoch.get(key) for column, key in SELECTION_SHARES.items()}
+    return {column: None if share is None else round(100 * share, 2)
+            for column, share in shares.items()}
 
 
 def _write_json_dir(files: dict[str, dict], out: Path) -> None:
@@ -220,9 +233,15 @@ def run_metrics_summary(args: argparse.Namespace) -> None:
     summary = tables.metrics_summary([tables.load_run(p) for p in args.metrics])
     _write_json_dir(transfer_metric_files(summary), args.transfer_dir)
     logs = _logs(args.pretrain_logs)
-    _write_json_dir({f"{variant}.json": {key: log[-1].get(key) for key in LAST_EPOCH_METRICS}
+    _write_json_dir({f"{variant}.json": selection_metrics(log[-1])
                      for variant, log in logs.items()}, args.pretrain_dir)
     curves = pd.concat([tables.pretrain_curves(log).assign(variant=variant)
                         for variant, log in logs.items()], ignore_index=True)
     with atomic_path(args.curves) as tmp:
         curves[["variant", *tables.CURVE_COLUMNS]].to_csv(tmp, index=False)
+
+
+def run_plots_page(args: argparse.Namespace) -> None:
+    from cromss.report.plots_page import write_plots_page
+
+    write_plots_page(args.out)

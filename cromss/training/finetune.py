@@ -42,7 +42,7 @@ from cromss.training import checkpoint, distributed, metrics
 from cromss.training.checkpoint import write_log
 from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset
 from cromss.training.loop import StepHook, TrainingLoop
-from cromss.weights import files
+from cromss.weights import by_reference, files
 from cromss.weights.cards import provenance
 from cromss.weights.encoders import load_encoder_source, load_encoder_state
 from cromss.weights.trained import load_downstream
@@ -220,7 +220,11 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
         "cromss_version": __version__,
         "provenance": provenance(train),
     }
-    files.save({"state_dict": model.state_dict(), "card": card}, out / "model.pt")
+    # the encoder weights a run left unchanged (a frozen run's) are stored by reference
+    state, reference = by_reference.split(model.state_dict(), source.state_dict, encoder)
+    if reference is not None:
+        card[by_reference.KEY] = reference
+    files.save({"state_dict": state, "card": card}, out / "model.pt")
     write_log(loop.log, out / "log.jsonl")
     loop.checkpoint_path.unlink(missing_ok=True)
 

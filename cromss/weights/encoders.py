@@ -175,10 +175,11 @@ def released_encoder(state_dict: Mapping[str, Tensor], modality: str,
     return found[matching[0]]
 
 
-def load_encoder_source(spec: str, modality: str, settings: Finetune) -> EncoderSource:
-    """Resolve ``--encoder``: ``random`` or a file (ours, released Lightning, or a plain state dict)."""
+def load_encoder_source(spec: str, modality: str, settings: Finetune | None) -> EncoderSource:
+    """Resolve ``--encoder``: ``random`` or a file (ours, released Lightning, or a plain state dict);
+    only ``random`` reads ``settings``."""
     if spec == "random":
-        if settings.encoder is None:
+        if settings is None or settings.encoder is None:
             raise CromssError("--encoder random needs the encoder name in the settings ('encoder')")
         bands = 2 if modality == "s1" else settings.s2_bands
         return EncoderSource(settings.encoder, bands, "random")

@@ -41,13 +41,16 @@ def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
 
 def load_downstream(model_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode, card) of a file written by ``cromss finetune run``."""
+    from cromss.weights.by_reference import full_state
+
     payload = files.load(model_path)
-    if "card" not in payload or "task" not in payload["card"]:
+    if not isinstance(payload.get("card"), dict) or "task" not in payload["card"]:
         raise CromssError(f"{model_path}: not a model written by `cromss finetune run` (no card)")
     card = payload["card"]
+    state = full_state(model_path, payload)
     model = build_downstream(card["task"], card["encoder"], card["in_channels"])
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise CromssError(f"{model_path}: weights do not match the card's model: {err}") from err
     return model.eval(), card

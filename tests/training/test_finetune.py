@@ -17,7 +17,7 @@ from cromss.constants import DFC_CLASSES, IGNORE_INDEX
 from cromss.data.store import open_arrays
 from cromss.settings import Crop, Finetune
 from cromss.training import finetune
-from cromss.weights import encoders, files
+from cromss.weights import by_reference, encoders, files
 from helpers.settings import FINETUNE_SETTINGS as SETTINGS
 from helpers.stores import write_store
 
@@ -101,7 +101,7 @@ def test_unsafe_or_mismatching_files_are_refused(tmp_path, stores):
 
 
 def encoder_weights(model_file: Path) -> dict[str, torch.Tensor]:
-    state = files.load(model_file)["state_dict"]
+    state = by_reference.full_state(model_file, files.load(model_file))
     return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
 
 
@@ -120,6 +120,13 @@ def test_frozen_and_finetuned_encoders(tmp_path, stores, s2_encoder_file, settin
     assert stats_fixed == (batchnorm == "freeze")
     card = files.load(out / "model.pt")["card"]
     assert (card["weights"], card["arch"], card["num_classes"]) == ("midF", "PSPNet", 8)
+    # a frozen run's file refers to the encoder file for the weights it did not change
+    stored = files.load(out / "model.pt")["state_dict"]
+    assert ("encoder.conv1.weight" in stored) == (setting == "finetuned")
+    if setting == "frozen":
+        assert card[by_reference.KEY]["file"] == str(s2_encoder_file)
+        assert (out / "model.pt").stat().st_size < 0.1 * s2_encoder_file.stat().st_size
+        assert ("encoder.bn1.running_mean" in stored) == (batchnorm == "update")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in log] == [0.01, 1e-5]
     assert not (out / "checkpoint.pt").exists()

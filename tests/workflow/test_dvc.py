@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -219,6 +220,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run("git", "init", "-q", cwd=repo)
     run("dvc", "init", "-q", cwd=repo)
     shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "project", cwd=repo)
     metrics = [make_run(repo / f"m/{task}_{weights}_{modality}_{setting}_{seed}.json", task=task,
@@ -260,14 +262,19 @@ def test_metrics_show_has_one_short_row_per_task_weights_and_variant(project: Pa
     table = run("dvc", "metrics", "show", cwd=project).stdout
     lines = table.splitlines()
     header = lines[0].split()
-    assert header[0] == "Path" and "s2.frozen.mIoU" in header and len(header) <= 20, header
-    rows = {line.split()[0] for line in lines[1:]}
-    assert rows == {"results/metrics/transfer/dfc2020_random.json",
-                    "results/metrics/transfer/dfc2020_midF.json",
-                    "results/metrics/transfer/dw_random.json",
-                    "results/metrics/transfer/dw_midF.json",
-                    "results/metrics/pretrain/midF.json", "results/metrics/pretrain/lateF.json"}
-    assert "30.5" in table  # mean mIoU of seeds 0 and 1
+    # percent everywhere: transfer mIoU per modality and setting, the selection's shares
+    assert header == ["Path", "kept_%", "label_prec_%", "s1.finetuned", "s1.frozen",
+                      "s2.finetuned", "s2.frozen", "sel_prec_s1_%", "sel_prec_s2_%"], header
+    assert max(map(len, lines)) <= 160, table
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert set(rows) == {"results/metrics/transfer/dfc2020_random.json",
+                         "results/metrics/transfer/dfc2020_midF.json",
+                         "results/metrics/transfer/dw_random.json",
+                         "results/metrics/transfer/dw_midF.json",
+                         "results/metrics/pretrain/midF.json", "results/metrics/pretrain/lateF.json"}
+    assert rows["results/metrics/transfer/dw_midF.json"][2:6] == ["30.5"] * 4  # seeds 0, 1
+    kept = rows["results/metrics/pretrain/midF.json"][0]
+    assert 1 < float(kept) <= 100  # a share in percent, not 0-1
 
 
 def test_plots_compare_variants_with_losses_and_shares_on_their_own_axes(project: Path) -> None:
@@ -284,3 +291,52 @@ def test_plots_compare_variants_with_losses_and_shares_on_their_own_axes(project
         assert {row["variant"] for row in content["data"]["values"]} == {"midF", "lateF"}
     assert {row["field"] for row in shares["data"]["values"]} == {
         "kept_proportion", "label_precision", "selection_precision_s1", "selection_precision_s2"}
+
+
+def test_plots_page_renders_offline(project: Path, tmp_path: Path) -> None:
+    """`dvc plots show` fills the report stage's page (.dvc/config plots.html_template): no script
+    comes from the network, and a headless browser without one draws every chart."""
+    pytest.importorskip("vl_convert")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is needed")
+    page = project / "results" / "metrics" / "plots_page.html"
+    assert main(["report", "plots-page", "--out", str(page)]) == 0
+    run("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert re.findall(r"<script[^>]*\bsrc=", html) == []
+    assert html.count("vegaEmbed(") == 3
+    # no network: a proxy that does not exist, and only local files
+    dom = run(chromium, "--headless", "--no-sandbox", "--disable-gpu",
+              "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom",
+              (tmp_path / "plots" / "index.html").as_uri(), cwd=tmp_path).stdout
+    drawn = len(re.findall(r"<canvas|<svg", dom))
+    assert drawn >= 3, dom[-2000:]
+
+
+def test_exp_run_set_param_rewrites_one_line_of_the_config(tmp_path: Path) -> None:
+    """`dvc exp run -S` writes the params file back through DVC's own YAML dump: the project's
+    config is in that form, so setting one value changes one line."""
+    from dvc.utils.hydra import apply_overrides
+
+    config = tmp_path / "config.yaml"
+    shutil.copy(ROOT / "config" / "config.yaml", config)
+    apply_overrides(str(config), ["finetune.lr=0.001"])
+    before = (ROOT / "config" / "config.yaml").read_text().splitlines()
+    after = config.read_text().splitlines()
+    assert len(before) == len(after)
+    assert [(a, b) for a, b in zip(before, after) if a != b] == [
+        ("  lr: 0.0005", "  lr: 0.001")]
+
+
+def test_exp_run_dry_in_a_clean_clone_lists_every_stage(project: Path, tmp_path: Path) -> None:
+    """In a fresh clone (no results), `dvc exp run --dry -f -S ...` prints the stages' commands;
+    without -f, DVC 3 fails looking up its run cache for deps that do not exist yet (docs/dvc.md)."""
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    result = run("dvc", "exp", "run", "--dry", "-f", "-S", "config/config.yaml:finetune.lr=0.001",
+                 cwd=clone)
+    commands = [line for line in result.stdout.splitlines() if line.startswith("> ")]
+    assert commands == ["> snakemake --cores all data", "> snakemake --cores all pretraining",
+                        "> snakemake --cores all transfer", "> snakemake --cores all"]
+    assert run("git", "status", "--porcelain", cwd=clone).stdout == ""

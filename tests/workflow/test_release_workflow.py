@@ -25,7 +25,7 @@ def test_release_config_builds_tables_1_to_3_without_pretraining(tmp_path):
                 "samples_figure", "metrics_summary"} & set(jobs)
     # one job per task x modality x (random + 4 releases), each training and evaluating its
     # 2 settings x 3 seeds
-    assert jobs["finetune"] == 3 * 2 * 5 and "evaluate" not in jobs
+    assert jobs["transfer_runs"] == 3 * 2 * 5 and "evaluate" not in jobs
     assert jobs["transfer_table"] == 3
     assert jobs["real_download"] == 2  # NoLDO-S12 and DFC2020; no SSL4EO-S12 images
     assert jobs["store"] == 6  # the downstream stores only, not the noisy-label one

@@ -45,7 +45,7 @@ def test_offline_default_dag(workflow_copy):
     jobs = planned_jobs(workflow_copy)
     # one job per task x modality x weights (3 x 2 x 3), each training both settings x 2 seeds and
     # evaluating them; the two ablation-only encoders on dw/s2/frozen, 2 seeds each
-    assert jobs["finetune"] == 3 * 2 * 3 and jobs["finetune_ablation"] == 2
+    assert jobs["transfer_runs"] == 3 * 2 * 3 and jobs["ablation_transfer_runs"] == 2
     assert "evaluate" not in jobs and "encoder" not in jobs  # in the jobs that train
     assert jobs["pretrain"] == 4
     assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
@@ -60,11 +60,11 @@ def test_paper_config_builds_the_full_dag(workflow_copy):
     assert jobs["pretrain"] + jobs["pretrain_s1"] + jobs["pretrain_s2"] == 11
     assert jobs["real_download"] == 3 and "synthetic_world" not in jobs
     # 5 weights per modality (s1-only has no S2 encoder, s2-only none for S1) x 3 tasks x 2
-    assert jobs["finetune"] == 3 * 2 * 5
+    assert jobs["transfer_runs"] == 3 * 2 * 5
     # ablation (dfc2020/s2/frozen): the S2-capable variants not already among the weights:
     # s2-only-13B, s2-only-9B, multimodal-nosel-13B, midF-13B-nosmooth, midF-13B-spatial,
     # midF-13B-temporal
-    assert jobs["finetune_ablation"] == 6
+    assert jobs["ablation_transfer_runs"] == 6
 
 
 def test_a_group_job_makes_every_run_of_its_group(workflow_copy):
@@ -101,14 +101,14 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
 def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
     jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
-    assert set(jobs) == {"finetune", "finetune_ablation", "transfer_table", "ablation_table",
-                         "transfer_figure", "predictions_figure", "ablation_figure", "metrics_summary",
-                         "scene_map", "map_figure", "all"}
+    assert set(jobs) == {"transfer_runs", "ablation_transfer_runs", "transfer_table",
+                         "ablation_table", "transfer_figure", "predictions_figure",
+                         "ablation_figure", "metrics_summary", "scene_map", "map_figure", "all"}
 
     world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))
     jobs = planned_jobs(tiny_run, "--configfile", str(world), "--replace-workflow-config")
-    assert {"synthetic_world", "store", "pretrain", "finetune", "finetune_ablation",
+    assert {"synthetic_world", "store", "pretrain", "transfer_runs", "ablation_transfer_runs",
             "transfer_table", "ablation_table"} <= set(jobs)
     assert jobs["store"] == 7
 

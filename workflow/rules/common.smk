@@ -208,7 +208,8 @@ FIGURES = [
     *[f"{RESULTS}/figures/{name}.png" for name in PRETRAIN_FIGURES],
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
       for name in ("class_iou", "confusion", "predictions")],
-    *[f"{RESULTS}/metrics/pretrain_curves.csv"] * bool(VARIANTS),
+    *[f"{RESULTS}/metrics/pretrain_curves.csv", f"{RESULTS}/metrics/plots_page.html"]
+    * bool(VARIANTS),
     *[f"{RESULTS}/figures/ablation.png"] * bool(VARIANTS),
     *[f"{RESULTS}/quicklooks/{name}.png" for name in STORES if VARIANTS or name != "nol"],
 ]

@@ -70,6 +70,21 @@ rule ablation_figure:
 
 # Plain files, not directory() outputs: DVC reads every file of these folders as metrics, and a
 # directory output's .snakemake_timestamp would be one.
+# The page `dvc plots show` fills (.dvc/config: plots.html_template), with Vega inline: offline.
+rule plots_page:
+    output:
+        f"{RESULTS}/metrics/plots_page.html",
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/plots_page.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "cromss report plots-page --out {output:q} > {log:q} 2>&1"
+
+
 rule metrics_summary:
     input:
         metrics=metrics_files(table_runs_all()),

@@ -4,7 +4,7 @@
 # so the DAG reruns exactly what a changed input affects, and the start-up is paid once per group.
 
 
-rule finetune:
+rule transfer_runs:
     input:
         train=lambda w: store(f"{w.task}_train"),
         test=lambda w: store(f"{w.task}_test"),
@@ -40,7 +40,7 @@ rule finetune:
 
 
 # The ablation encoders that only table 4 transfers: its one task, modality and setting.
-use rule finetune as finetune_ablation with:
+use rule transfer_runs as ablation_transfer_runs with:
     output:
         models=group_outputs("model.pt", [FT["ablation"]["setting"]]),
         logs=group_outputs("log.jsonl", [FT["ablation"]["setting"]]),

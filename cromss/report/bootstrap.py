@@ -24,6 +24,9 @@ RNG_SEED = 0
 CHUNK = 250
 """Replicates drawn at a time (bounds the memory of the units-by-replicates count matrix)."""
 VERDICTS = ("holds", "does not hold", "inconclusive")
+MIN_UNITS = 5
+"""Fewer resampled units (test tiles, epochs, locations) than this decide nothing: a bootstrap
+of two tiles has three distinct replicates."""
 
 Arm = Mapping[int, np.ndarray]
 Score = Callable[[np.ndarray], np.ndarray]
@@ -128,10 +131,10 @@ def contrast(arms: Sequence[Arm], weights: Sequence[float], *, score: Score = mi
 
 def verdict(interval: Interval, direction: int) -> str:
     """``holds`` if the interval of ``direction * effect`` lies above 0, ``does not hold`` if it
-    lies below 0, else ``inconclusive`` (also when only one seed and one unit were resampled)."""
+    lies below 0, else ``inconclusive`` (also with fewer than :data:`MIN_UNITS` units)."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be 1 or -1, not {direction}")
-    if interval.seeds * interval.units < 2:
+    if interval.units < MIN_UNITS:
         return "inconclusive"
     low, high = sorted((direction * interval.low, direction * interval.high))
     if low > 0:

@@ -26,8 +26,8 @@ def method_note(not_run: int) -> str:
             f"replicates, RNG seed {bootstrap.RNG_SEED}), paired: each replicate resamples the "
             f"seeds and the test tiles once for all arms (selection: the epochs after the ramp). "
             f"Verdict at {level}: holds if the interval lies on the claimed side of 0, does not "
-            f"hold if it lies on the other side, else inconclusive (always with one seed and one "
-            f"unit). Seeds agreeing: seeds whose own contrast has the claimed sign. "
+            f"hold if it lies on the other side, else inconclusive (always with fewer than "
+            f"{bootstrap.MIN_UNITS} units). Seeds agreeing: seeds whose own contrast has the claimed sign. "
             f"{not_run} derived claims need runs this config does not make and are left out.")
 
 
@@ -48,11 +48,11 @@ def _number(value: float) -> str:
 
 def claims_markdown(table: pd.DataFrame, not_run: int, provenance: Provenance | None) -> str:
     """The Markdown of ``claims.md``."""
-    rows = [[r.family, r.claim, _number(r.paper_effect), _number(r.effect),
-             f"[{r.low:+.2f}, {r.high:+.2f}]", f"{r.seeds_agreeing}/{r.seeds}", str(r.units),
-             f"**{r.verdict}**"] for r in table.itertuples()]
-    grid = markdown_grid(["Family", "Claim", "Paper", "Effect", "Interval", "Seeds agreeing",
-                          "Units", "Verdict"], rows)
+    rows = [[r.claim, f"**{r.verdict}**", _number(r.effect), f"[{r.low:+.2f}, {r.high:+.2f}]",
+             f"{r.seeds_agreeing}/{r.seeds}", str(r.units), _number(r.paper_effect), r.family]
+            for r in table.itertuples()]
+    grid = markdown_grid(["Claim", "Verdict", "Effect", "Interval", "Seeds agreeing", "Units",
+                          "Paper", "Family"], rows)
     summary = "\n".join(f"- {line}" for line in summary_lines(table))
     return (f"# {TITLE}\n\n{provenance_lines(provenance)}\n\n{summary}\n\n{grid}\n"
             f"{method_note(not_run)}\n")
@@ -61,20 +61,21 @@ def claims_markdown(table: pd.DataFrame, not_run: int, provenance: Provenance | 
 def claims_html(table: pd.DataFrame, not_run: int, provenance: Provenance | None,
                 csv_text: str, csv_name: str) -> str:
     """The claims table as the report's first fragment."""
-    head = header([("Claim", 1, 2, "label"), ("Family", 1, 2, ""), ("Paper", 1, 2, "paper"),
-                   ("This run", 4, 1, "ours"), ("Verdict", 1, 2, "ours")],
+    head = header([("Claim", 1, 2, "label"), ("Verdict", 1, 2, "ours"), ("This run", 4, 1, "ours"),
+                   ("Paper", 1, 2, "paper"), ("Family", 1, 2, "")],
                   [("effect", "ours"), ("interval", "ours"), ("seeds agreeing", "ours"),
                    ("units", "ours")])
     rows = []
     for r in table.itertuples():
-        cells = [text_cell(r.claim, "label"), text_cell(r.family),
-                 f'<td class="num paper">{_number(r.paper_effect)}</td>',
-                 f'<td class="num">{_number(r.effect)}</td>',
-                 f'<td class="num">[{r.low:+.2f}, {r.high:+.2f}]</td>',
-                 f'<td class="num">{r.seeds_agreeing}/{r.seeds}</td>',
-                 f'<td class="num">{r.units}</td>',
-                 f'<td style="{VERDICT_CSS.get(r.verdict, "")}"><strong>'
-                 f"{escape(r.verdict)}</strong></td>"]
+        cells = [text_cell(r.claim, "label"),
+                 f'<td data-col="verdict" style="{VERDICT_CSS.get(r.verdict, "")}"><strong>'
+                 f"{escape(r.verdict)}</strong></td>",
+                 f'<td class="num" data-col="effect">{_number(r.effect)}</td>',
+                 f'<td class="num" data-col="interval">[{r.low:+.2f}, {r.high:+.2f}]</td>',
+                 f'<td class="num" data-col="seeds_agreeing">{r.seeds_agreeing}/{r.seeds}</td>',
+                 f'<td class="num" data-col="units">{r.units}</td>',
+                 f'<td class="num paper" data-col="paper_effect">{_number(r.paper_effect)}</td>',
+                 text_cell(r.family)]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     notes = ["; ".join(summary_lines(table)) + ".", method_note(not_run)]
     return figure(anchor_of(csv_name), TITLE, provenance, notes, head, rows, csv_text, csv_name)

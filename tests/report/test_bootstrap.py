@@ -92,7 +92,8 @@ def test_verdict_rule() -> None:
     assert bootstrap.verdict(interval(-2.0, -0.5), -1) == "holds"
     assert bootstrap.verdict(interval(-0.5, 2.0), 1) == "inconclusive"
     assert bootstrap.verdict(interval(0.0, 2.0), 1) == "inconclusive"  # touches 0
-    assert bootstrap.verdict(interval(0.5, 2.0, seeds=1, units=1), 1) == "inconclusive"
+    assert bootstrap.verdict(interval(0.5, 2.0, seeds=1, units=5), 1) == "holds"
+    assert bootstrap.verdict(interval(0.5, 2.0, seeds=3, units=4), 1) == "inconclusive"
     with pytest.raises(ValueError, match="direction"):
         bootstrap.verdict(interval(0.5, 2.0), 0)
 

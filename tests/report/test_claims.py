@@ -116,17 +116,18 @@ def test_identical_arms_are_inconclusive(tmp_path: Path) -> None:
 def test_selection_precision_is_tested_on_the_epochs_after_the_ramp() -> None:
     variants = tables.resolve_variants(
         {**PRETRAIN, "selection": {"enabled": True, "ramp_epochs": 2}})
-    log = [epoch(e, 1.0, 2.0, p) for e, p in enumerate([0.60, 0.65, 0.80, 0.82, 0.78])]
+    precision = [0.60, 0.65, 0.80, 0.82, 0.78, 0.79, 0.81]
+    log = [epoch(e, 1.0, 2.0, p) for e, p in enumerate(precision)]
     rows = claims.selection_rows({"midF": log, "midF-nosel": log}, variants, replicates=300)
     assert [r["claim"] for r in rows] == [
         "midF: S1 selection keeps right labels more often than the label rate",
         "midF: S2 selection keeps right labels more often than the label rate"]
     s1 = rows[0]
-    assert s1["effect"] == pytest.approx(100 * (np.mean([0.80, 0.82, 0.78]) - 0.7))
-    assert (s1["units"], s1["verdict"]) == (3, "holds")
-    assert s1["arms"] == "midF log.jsonl, epochs 2-4"
-    one = claims.selection_rows({"midF": log[:3]}, variants, replicates=100)
-    assert one[0]["verdict"] == "inconclusive"  # one epoch: nothing to resample
+    assert s1["effect"] == pytest.approx(100 * (np.mean(precision[2:]) - 0.7))
+    assert (s1["units"], s1["verdict"]) == (5, "holds")
+    assert s1["arms"] == "midF log.jsonl, epochs 2-6"
+    few = claims.selection_rows({"midF": log[:6]}, variants, replicates=100)
+    assert few[0]["verdict"] == "inconclusive"  # four epochs: too few to decide
 
 
 def test_metrics_without_tiles_are_refused(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_offline_default_dag(workflow_copy):
     assert jobs["pretrain"] == 4
     assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
     assert jobs["transfer_table"] == 3 and jobs["ablation_table"] == 1
-    assert jobs["claims_table"] == jobs["long_table"] == 1
+    assert jobs["claims_table"] == jobs["long_table"] == jobs["calibration"] == 1
     assert jobs["synthetic_scene"] == jobs["scene_map"] == jobs["map_figure"] == 1
 
 

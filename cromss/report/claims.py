@@ -42,8 +42,11 @@ METRIC = "mIoU"
 CROMSS = ("CromSS-midF", "CromSS-lateF")
 S1_PARTNER = "13"
 """S2 bands of the pretraining pairs the paper's S1 CromSS rows come from."""
-COLUMNS = ("family", "claim", "task", "metric", "direction", "paper_effect", "effect", "low",
-           "high", "level", "seeds", "units", "seeds_agreeing", "verdict", "arms")
+COLUMNS = ("family", "claim", "task", "metric", "direction", "paper_effect", "paper_std", "effect",
+           "low", "high", "level", "seeds", "units", "seeds_agreeing", "verdict", "arms")
+"""``effect``, ``low``, ``high`` and ``paper_effect`` are in the claimed direction (positive
+supports the claim); ``direction`` is the sign of the contrast the claim states (``arms``: the
+rows and their weights); ``paper_std``: the published contrast's std (from the rows' stds)."""
 TASK_OF_DATASET = {"DFC2020": "dfc2020", "SSL4EO-S12@DW": "dw", "SSL4EO-S12@OSM": "osm"}
 
 ArmKey = tuple[str, str, str, str, str]
@@ -61,6 +64,7 @@ class Claim:
     weights: tuple[float, ...]
     direction: int
     paper_effect: float = float("nan")
+    paper_std: float = float("nan")
     metric: str = METRIC
 
 
@@ -81,6 +85,8 @@ def paper_claims(reference: pd.DataFrame) -> list[Claim]:
         raise CromssError(f"reference table of unknown dataset {reference['dataset'].iloc[0]!r}")
     values = {(r.input, r.weights, r.s2_bands, r.setting): float(r.mIoU)
               for r in reference.itertuples()}
+    stds = {(r.input, r.weights, r.s2_bands, r.setting): float(r.mIoU_std)
+            for r in reference.itertuples()}
 
     def key(row_input: str, weights: str, bands: str, setting: str) -> ArmKey:
         return (task, row_input, weights, _bands(row_input, weights, bands), setting)
@@ -93,8 +99,9 @@ def paper_claims(reference: pd.DataFrame) -> list[Claim]:
         if effect == 0:
             return None
         word = {1: ">", -1: "<"}[_direction(effect)]
+        spread = sum((w * stds[arm[1:]]) ** 2 for arm, w in zip(arms, weights)) ** 0.5
         return Claim(family, text.format(word=word), task, tuple(arms), tuple(weights),
-                     _direction(effect), round(effect, 4))
+                     _direction(effect), round(abs(effect), 4), round(spread, 4))
 
     claims: list[Claim | None] = []
     s2_bands = sorted({b for (i, _, b, _) in values if i == "S2"})
@@ -207,10 +214,12 @@ def test_contrast(claim: Claim, arms: Mapping[ArmKey, Mapping[int, np.ndarray]],
         return None
     interval = bootstrap.contrast(chosen, claim.weights, score=score, **options)
     agreeing = sum(1 for v in interval.per_seed if claim.direction * v > 0)
+    low, high = sorted((claim.direction * interval.low, claim.direction * interval.high))
     return {
         "family": claim.family, "claim": claim.statement, "task": claim.task,
         "metric": claim.metric, "direction": claim.direction, "paper_effect": claim.paper_effect,
-        "effect": interval.estimate, "low": interval.low, "high": interval.high,
+        "paper_std": claim.paper_std, "effect": claim.direction * interval.estimate,
+        "low": low, "high": high,
         "level": interval.level, "seeds": interval.seeds, "units": interval.units,
         "seeds_agreeing": agreeing, "verdict": bootstrap.verdict(interval, claim.direction),
         "arms": "; ".join(f"{w:+g} {'/'.join(a[1:])}" for a, w in zip(claim.arms, claim.weights)),

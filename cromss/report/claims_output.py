@@ -21,8 +21,10 @@ def method_note(not_run: int) -> str:
     """How the verdicts are reached, and what is left out."""
     level = f"{100 * bootstrap.LEVEL:g} %"
     return (f"Effect: our contrast on all test tiles, averaged over seeds (mIoU in points, strict "
-            f"convention; selection: precision gap in points); paper: the same contrast of the "
-            f"published mIoU. Interval: {level} percentile bootstrap ({bootstrap.REPLICATES} "
+            f"convention; selection: precision gap in points; calibration: ECE in points); "
+            f"paper: the same contrast of the published mIoU, ± its std from the rows' stds. "
+            f"Effect, interval and paper are signed in the claimed direction: positive supports "
+            f"the claim. Interval: {level} percentile bootstrap ({bootstrap.REPLICATES} "
             f"replicates, RNG seed {bootstrap.RNG_SEED}), paired: each replicate resamples the "
             f"seeds and the test tiles once for all arms (selection: the epochs after the ramp). "
             f"Verdict at {level}: holds if the interval lies on the claimed side of 0, does not "
@@ -46,10 +48,14 @@ def _number(value: float) -> str:
     return "" if pd.isna(value) else f"{value:+.2f}"
 
 
+def _paper(effect: float, std: float) -> str:
+    return "" if pd.isna(effect) else f"{effect:+.2f} ± {std:.2f}"
+
+
 def claims_markdown(table: pd.DataFrame, not_run: int, provenance: Provenance | None) -> str:
     """The Markdown of ``claims.md``."""
     rows = [[r.claim, f"**{r.verdict}**", _number(r.effect), f"[{r.low:+.2f}, {r.high:+.2f}]",
-             f"{r.seeds_agreeing}/{r.seeds}", str(r.units), _number(r.paper_effect), r.family]
+             f"{r.seeds_agreeing}/{r.seeds}", str(r.units), _paper(r.paper_effect, r.paper_std), r.family]
             for r in table.itertuples()]
     grid = markdown_grid(["Claim", "Verdict", "Effect", "Interval", "Seeds agreeing", "Units",
                           "Paper", "Family"], rows)
@@ -74,7 +80,8 @@ def claims_html(table: pd.DataFrame, not_run: int, provenance: Provenance | None
                  f'<td class="num" data-col="interval">[{r.low:+.2f}, {r.high:+.2f}]</td>',
                  f'<td class="num" data-col="seeds_agreeing">{r.seeds_agreeing}/{r.seeds}</td>',
                  f'<td class="num" data-col="units">{r.units}</td>',
-                 f'<td class="num paper" data-col="paper_effect">{_number(r.paper_effect)}</td>',
+                 f'<td class="num paper" data-col="paper_effect">'
+                 f"{escape(_paper(r.paper_effect, r.paper_std))}</td>",
                  text_cell(r.family)]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     notes = ["; ".join(summary_lines(table)) + ".", method_note(not_run)]

@@ -34,7 +34,9 @@ def test_comparative_claims_are_read_off_the_published_numbers() -> None:
     assert s1.arms[0] == ("dfc2020", "S1", "CromSS-lateF", "13", "frozen")
     assert s1.arms[1] == ("dfc2020", "S1", "random", "", "frozen")
     fusion = dfc["CromSS-midF < CromSS-lateF on dfc2020 S2 9B frozen"]
-    assert fusion.direction == -1 and fusion.paper_effect == pytest.approx(40.31 - 41.69)
+    # effects in the claimed direction; the paper's std of a contrast from its rows' stds
+    assert fusion.direction == -1 and fusion.paper_effect == pytest.approx(41.69 - 40.31)
+    assert fusion.paper_std == pytest.approx((0.40 ** 2 + 0.78 ** 2) ** 0.5, abs=1e-4)
     frozen = dfc["frozen CromSS-midF > fine-tuned random on dfc2020 S2 13B"]
     assert frozen.paper_effect == pytest.approx(42.52 - 33.63)
     dw = by_statement(claims.paper_claims(tables.load_reference(REFERENCE_DW)))
@@ -87,6 +89,8 @@ def test_a_clear_effect_holds_and_a_reversed_one_does_not(tmp_path: Path) -> Non
     assert verdicts["CromSS-lateF > random on dfc2020 S2 13B frozen"] == "holds"
     # the paper: frozen CromSS-midF beats fine-tuned random; here fine-tuned random is better
     assert verdicts["frozen CromSS-midF > fine-tuned random on dfc2020 S2 13B"] == "does not hold"
+    against = table[table["claim"] == "frozen CromSS-midF > fine-tuned random on dfc2020 S2 13B"]
+    assert against["effect"].item() < 0 and against["high"].item() < 0
     # two arms of the same quality (other pixels drawn): no decision either way
     assert verdicts["selection raises mIoU: midF > midF-nosel on dfc2020 S2 frozen"] == (
         "inconclusive")
@@ -97,6 +101,19 @@ def test_a_clear_effect_holds_and_a_reversed_one_does_not(tmp_path: Path) -> Non
     assert not_run > 0  # S1 and the 9-band rows were not run
     assert list(table.columns) == list(claims.COLUMNS)
     assert table[["effect", "low", "high", "verdict"]].notna().all().all()
+
+
+def test_a_claim_of_a_negative_contrast_is_reported_in_its_direction() -> None:
+    difficulty = np.random.default_rng(4).normal(0, 1, 30)
+    rng = np.random.default_rng(5)
+    arms = {("t", "S1", "CromSS-midF", "13", "frozen"): {0: simulated_tiles(rng, difficulty, 0.0)},
+            ("t", "S1", "CromSS-lateF", "13", "frozen"): {0: simulated_tiles(rng, difficulty, 2.0)}}
+    claim = claims.Claim("middle vs late fusion", "CromSS-midF < CromSS-lateF", "t",
+                         tuple(arms), (1, -1), -1, 0.08, 0.1)
+    row = claims.test_contrast(claim, arms, replicates=300)
+    assert row is not None and row["verdict"] == "holds"
+    assert 0 < row["low"] < row["effect"] < row["high"]
+    assert row["arms"] == "+1 S1/CromSS-midF/13/frozen; -1 S1/CromSS-lateF/13/frozen"
 
 
 def test_identical_arms_are_inconclusive(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The report stage's commands: ``cromss report tables | table4 | figure | metrics-summary``."""
+"""The report stage's commands: ``cromss report tables | table4 | claims | calibration |
+long-table | figure | metrics-summary``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ TABLE_TITLES = {"dfc2020": "Table 1: DFC2020 (PSPNet)", "dw": "Table 2: SSL4EO-S
 
 
 def register(groups: Groups) -> None:
-    """Add ``cromss report tables | table4 | figure | metrics-summary``."""
+    """Add ``cromss report tables | table4 | claims | long-table | figure | metrics-summary``."""
     subparsers = groups["report"]
     tables = subparsers.add_parser("tables", help="table 1/2/3 of one task, paper values beside")
     tables.add_argument("--task", required=True, choices=sorted(TABLE_TITLES),
@@ -56,6 +57,42 @@ def register(groups: Groups) -> None:
     table4.add_argument("--out", required=True, type=Path,
                         help="table4.csv (table4.md and table4.html beside)")
     table4.set_defaults(func=run_table4)
+
+    claims = subparsers.add_parser("claims", help="the paper's claims tested on this run: "
+                                   "effect, paired bootstrap interval and verdict per claim")
+    claims.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE",
+                        help="metrics.json of every transfer and ablation run")
+    claims.add_argument("--reference", nargs="*", default=[], type=Path, metavar="CSV",
+                        help="reference/paper_tableN_*.csv the comparative claims come from")
+    claims.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG",
+                        help="results/pretrain/{variant}/log.jsonl (selection precision)")
+    claims.add_argument("--variants", default="{}", metavar="JSON|FILE",
+                        help="the pretrain settings section (or its variants mapping)")
+    claims.add_argument("--ablation", metavar="JSON|FILE",
+                        help="finetune.ablation: {task, modality, setting} of the ablation runs")
+    claims.add_argument("--calibration", type=Path, metavar="FILE",
+                        help="the pretrained models' calibration (`cromss report calibration`)")
+    claims.add_argument("--provenance", metavar="JSON|FILE", help=PROVENANCE_HELP)
+    claims.add_argument("--out", required=True, type=Path,
+                        help="claims.csv (claims.md and claims.html beside)")
+    claims.set_defaults(func=run_claims)
+
+    calibration = subparsers.add_parser("calibration", help="confidence-binned counts of "
+                                        "pretrained models against the true map (held-out "
+                                        "locations): the smoothing claim's evidence")
+    calibration.add_argument("--model", nargs="+", required=True, metavar="NAME=PATH",
+                             help="a pretrained model.pt per variant")
+    calibration.add_argument("--store", required=True, type=Path,
+                             help="the pretraining store (with true labels)")
+    calibration.add_argument("--out", required=True, type=Path, help="calibration.json")
+    calibration.set_defaults(func=run_calibration)
+
+    long = subparsers.add_parser("long-table", help="every transfer result as one tidy table: "
+                                 "a row per task, modality, weights, setting, seed and metric")
+    long.add_argument("--metrics", nargs="+", required=True, type=Path, metavar="FILE",
+                      help="metrics.json of every transfer and ablation run")
+    long.add_argument("--out", required=True, type=Path, help="results_long.csv")
+    long.set_defaults(func=run_long_table)
 
     figure = subparsers.add_parser("figure", help="one report figure as PNG")
     figure.add_argument("name", choices=FIGURES, help="the figure to draw")
@@ -154,6 +191,49 @@ def run_table4(args: argparse.Namespace) -> None:
                                   [tables.load_run(p) for p in args.metrics])
     _write_table(table, "Table 4: ablation on this run", _provenance(args.provenance), args.out,
                  ablation_markdown, ablation_html)
+
+
+def run_claims(args: argparse.Namespace) -> None:
+    from cromss.report import claims, tables
+    from cromss.report.calibration import load_calibration
+    from cromss.report.claims_output import claims_html, claims_markdown
+
+    variants = tables.resolve_variants(load_settings(args.variants))
+    table, not_run = claims.claims_table(
+        [tables.load_run(p) for p in args.metrics],
+        [tables.load_reference(p) for p in args.reference], variants, _logs(args.pretrain_logs),
+        load_settings(args.ablation) if args.ablation else None,
+        load_calibration(args.calibration) if args.calibration else None)
+    provenance = _provenance(args.provenance)
+    csv_text = table.to_csv(index=False, float_format="%.4f")
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(csv_text)
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text(claims_markdown(table, not_run, provenance))
+    with atomic_path(args.out.with_suffix(".html")) as tmp:
+        tmp.write_text(claims_html(table, not_run, provenance, csv_text, args.out.name),
+                       encoding="utf-8")
+
+
+def run_calibration(args: argparse.Namespace) -> None:
+    from cromss.report.calibration import write_calibration
+
+    models = {}
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name:
+            raise CromssError(f"--model {spec!r}: give NAME=PATH")
+        models[name] = Path(path)
+    write_calibration(models, args.store, args.out)
+
+
+def run_long_table(args: argparse.Namespace) -> None:
+    from cromss.report.long_table import long_table
+    from cromss.report.tables import load_run
+
+    frame = long_table([load_run(p) for p in args.metrics])
+    with atomic_path(args.out) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def run_figure(args: argparse.Namespace) -> None:

@@ -35,7 +35,7 @@ def javascript_bundle() -> str:
     except ImportError as err:
         raise CromssError("the offline plots page needs the package vl-convert-python "
                           "(pip install vl-convert-python)") from err
-    bundle: str = vl_convert.javascript_bundle()
+    bundle: str = vl_convert.javascript_bundle(None)  # type: ignore[arg-type]  # optional at run time
     if "</script" in bundle.lower() or "{" + "plot_divs}" in bundle:
         raise CromssError("vl_convert's bundle cannot be inlined in a page (it holds </script> or "
                           "DVC's placeholder)")

@@ -267,13 +267,17 @@ def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> di
         raise CromssError(f"{test}: {dataset.num_classes} classes, the model has "
                           f"{card['num_classes']}")
     cm = np.zeros((card["num_classes"],) * 2, dtype=np.int64)
+    tiles: list[list[int]] = []  # per-tile matrices, flattened: a bootstrap over tiles (claims)
     for batch in DataLoader(dataset, batch_size=batch_size):
         pred = predict(model, batch["image"])
         cm += metrics.confusion_matrix(pred.numpy(), batch["label"].numpy(), card["num_classes"])
+        tiles += metrics.tile_confusion_matrices(pred.numpy(), batch["label"].numpy(),
+                                                 card["num_classes"])
     result = {key: card[key] for key in ("task", "modality", "weights", "encoder", "s2_bands",
                                          "setting", "seed", "num_classes")}
     result.update({"class_names": card["classes"], "confusion_matrix": cm.tolist(),
                    **metrics.all_scores(cm)})
+    result["tile_confusion_matrices"] = tiles
     checkpoint.require_finite(result, f"the metrics of {model_path} on {test}")
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, allow_nan=False))

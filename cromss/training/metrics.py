@@ -36,6 +36,13 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
     return counts.reshape(num_classes, num_classes)
 
 
+def tile_confusion_matrices(pred: np.ndarray, target: np.ndarray, num_classes: int
+                            ) -> list[list[int]]:
+    """One flattened (row-major) confusion matrix per tile of a batch (N, H, W): their sum is the
+    batch's matrix, so a resample of tiles recomputes any score (mIoU is not a mean over tiles)."""
+    return [confusion_matrix(p, t, num_classes).ravel().tolist() for p, t in zip(pred, target)]
+
+
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty_value: float) -> np.ndarray:
     out = np.full(numerator.shape, empty_value, dtype=np.float64)
     np.divide(numerator, denominator, out=out, where=denominator > 0)

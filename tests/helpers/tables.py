@@ -19,8 +19,10 @@ PRETRAIN = {
 def make_run(path: Path, *, task: str = "dfc2020", modality: str = "s2", weights: str = "midF",
              setting: str = "frozen", seed: int = 0, miou: float = 40.0, oa: float = 70.0,
              encoder: str | None = "resnet18", class_names: tuple[str, ...] = ("a", "b"),
-             confusion: list[list[int]] | None = None) -> Path:
-    """Write a metrics.json with the given headline numbers (AA = OA - 10, mF1 = mIoU + 10)."""
+             confusion: list[list[int]] | None = None, tiles: list[list[int]] | None = None
+             ) -> Path:
+    """Write a metrics.json with the given headline numbers (AA = OA - 10, mF1 = mIoU + 10) and,
+    where given, per-tile flattened confusion matrices."""
     strict = {"OA": oa, "AA": oa - 10, "mIoU": miou, "mF1": miou + 10, "IoU": [miou, miou],
               "F1": [miou + 10] * 2}
     run = {"task": task, "modality": modality, "weights": weights, "s2_bands": 13,
@@ -30,6 +32,8 @@ def make_run(path: Path, *, task: str = "dfc2020", modality: str = "s2", weights
            "reference": {**strict, "mIoU": miou + 5}}
     if encoder:
         run["encoder"] = encoder
+    if tiles is not None:
+        run["tile_confusion_matrices"] = tiles
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run))
     return path

@@ -25,10 +25,11 @@ function probe() {
   out.tables = [...document.querySelectorAll("figure.cromss-figure")].map(figure => {
     const row = [...figure.querySelectorAll("tbody tr")].find(
       r => /^(CromSS-midF|midF)\b/.test((r.querySelector(".label") || {}).textContent || "")
-           && r.querySelector('td[data-col="mIoU"]').textContent.trim());
+           && (r.querySelector('td[data-col="mIoU"]') || {textContent: ""}).textContent.trim());
     return {id: figure.id, midF_mIoU: row ? box(row.querySelector('td[data-col="mIoU"]')) : null,
             headers: colours(figure.querySelectorAll("thead th"))};
   });
+  out.first_verdict = box(document.querySelector('#claims td[data-col="verdict"]'));
   out.ablation_link = !!document.querySelector('a[href*="ablation.png"]');
   // the info panel of table 1, as a click on it in the Tables category opens it
   const key = Object.keys(results).find(k => k.endsWith("table1.html"));

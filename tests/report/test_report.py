@@ -185,16 +185,19 @@ def test_the_tiny_runs_report_reads_in_a_browser(tiny_report: Path, tmp_path: Pa
     assert seen["viewport"][0] == width
     # the page starts at its top (the report's frame used to centre it above the viewport)
     assert 0 <= seen["title"]["top"] < 100 and "CromSS" in seen["title"]["text"]
-    assert [t["id"] for t in seen["tables"]] == ["table1", "table2", "table3", "table4"]
+    # the claims check opens the report, then tables 1-4
+    assert [t["id"] for t in seen["tables"]] == ["claims", "table1", "table2", "table3", "table4"]
     for table in seen["tables"]:
+        for header in table["headers"]:
+            assert contrast(header["color"], header["background"]) >= 4.5, header
+    for table in seen["tables"][1:]:
         cell = table["midF_mIoU"]
         assert cell and re.match(r"\d+\.\d\d", cell["text"]), table["id"]
         # our mIoU of CromSS-midF is on screen without scrolling sideways
         assert cell["left"] > 0 and cell["right"] <= width, (table["id"], cell)
-        for header in table["headers"]:
-            assert contrast(header["color"], header["background"]) >= 4.5, header
-    first = seen["tables"][0]["midF_mIoU"]
-    assert first["bottom"] <= height  # table 1's key number on the first screen
+    verdict = seen["first_verdict"]  # the first claim's verdict on the first screen
+    assert verdict["bottom"] <= height and verdict["right"] <= width, verdict
+    assert verdict["text"] in ("holds", "does not hold", "inconclusive")
     assert seen["ablation_link"]
     # table 1's info panel: its caption says where our rows come from and holds no table (a
     # CSV table there had near-white headers on near-white); the panel's own headers are white

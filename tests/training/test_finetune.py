@@ -141,6 +141,11 @@ def test_evaluate_counts_every_labelled_test_pixel(tmp_path, stores, s2_encoder_
     assert json.loads((out / "metrics.json").read_text()) == result
     labels = np.asarray(open_arrays(stores[1])["label"])
     assert np.sum(result["confusion_matrix"]) == int((labels != IGNORE_INDEX).sum())
+    tiles = np.asarray(result["tile_confusion_matrices"])  # one per test tile, in store order
+    assert tiles.shape == (labels.shape[0], 8 * 8)
+    assert tiles.sum(0).reshape(8, 8).tolist() == result["confusion_matrix"]
+    assert tiles.reshape(-1, 8, 8).sum((1, 2)).tolist() == [
+        int((tile != IGNORE_INDEX).sum()) for tile in labels[:, 0]]
     assert (result["task"], result["weights"], result["s2_bands"], result["seed"]) == (
         "dfc2020", "midF", 13, 0)
     assert result["class_names"] == list(DFC_CLASSES)

@@ -84,3 +84,14 @@ def test_all_ignored_batch_gives_a_finite_loss():
     labels = torch.full((1, 4, 4), IGNORE_INDEX)
     loss = finetune.segmentation_loss(torch.randn(1, 3, 4, 4), labels, finetune.dice_loss())
     assert torch.isfinite(loss)
+
+
+def test_tile_confusion_matrices_sum_to_the_batch_matrix():
+    rng = np.random.default_rng(0)
+    pred, target = rng.integers(0, 3, (4, 5, 5)), rng.integers(0, 3, (4, 5, 5))
+    target[1, 0] = IGNORE_INDEX
+    tiles = metrics.tile_confusion_matrices(pred, target, 3)
+    assert len(tiles) == 4 and all(len(t) == 9 for t in tiles)
+    assert np.sum(tiles, 0).reshape(3, 3).tolist() == metrics.confusion_matrix(
+        pred, target, 3).tolist()
+    assert sum(tiles[1]) == 25 - 5

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import ROOT
 from helpers.workflow import (TINY, TINY_ARGS, copy_workflow, planned_jobs, run_command, snakemake,
@@ -50,6 +51,7 @@ def test_offline_default_dag(workflow_copy):
     assert jobs["pretrain"] == 4
     assert jobs["store"] == 7 and jobs["synthetic_world"] == 1
     assert jobs["transfer_table"] == 3 and jobs["ablation_table"] == 1
+    assert jobs["claims_table"] == jobs["long_table"] == jobs["calibration"] == 1
     assert jobs["synthetic_scene"] == jobs["scene_map"] == jobs["map_figure"] == 1
 
 
@@ -92,8 +94,23 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
     for job_log in job_logs:  # every job's log opens with its header
         assert "INFO cromss: version: cromss" in job_log.read_text().split("\n", 1)[0], job_log
         assert ".snakemake_timestamp" not in job_log.read_text(), job_log  # no zarr warning
+    claims = pd.read_csv(tiny_run / "results/tables/claims.csv")
+    # tiny: S2 frozen only, one seed, midF 13 and lateF 9 bands: CromSS-midF against random per
+    # task, and the selection precision per modality
+    assert set(claims["family"]) == {"pretraining beats random", "selection precision"}, claims
+    assert len(claims) == 3 + 2 * 2
+    assert claims[["effect", "low", "high", "verdict", "level"]].notna().all().all()
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+    long = pd.read_csv(tiny_run / "results/tables/results_long.csv")
+    table2 = pd.read_csv(tiny_run / "results/tables/table2.csv")
+    ours = table2[table2["seeds"] > 0]
+    # table 2 has the transfer weights; the long table also the ablation-only lateF run
+    miou = long[(long["task"] == "dw") & (long["metric"] == "mIoU")
+                & long["weights"].isin(["random", "midF"])]
+    assert sorted(miou["value"].round(4)) == sorted(ours["mIoU"].round(4))
     snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
-    assert (tiny_run / "report.html").read_text().count("cromss-table") >= 4  # tables 1-4
+    page = (tiny_run / "report.html").read_text()
+    assert page.count("cromss-table") >= 5  # the claims, tables 1-4
 
 
 @pytest.mark.slow
@@ -102,14 +119,15 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     lr = with_config(tiny_run, "lr.yaml", TINY, lambda c: c["finetune"].update(lr=0.001))
     jobs = planned_jobs(tiny_run, "--configfile", str(lr), "--replace-workflow-config")
     assert set(jobs) == {"transfer_runs", "ablation_transfer_runs", "transfer_table",
-                         "ablation_table", "transfer_figure", "predictions_figure",
-                         "ablation_figure", "metrics_summary", "scene_map", "map_figure", "all"}
+                         "ablation_table", "claims_table", "long_table", "transfer_figure",
+                         "predictions_figure", "ablation_figure", "metrics_summary", "scene_map",
+                         "map_figure", "all"}
 
     world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))
     jobs = planned_jobs(tiny_run, "--configfile", str(world), "--replace-workflow-config")
     assert {"synthetic_world", "store", "pretrain", "transfer_runs", "ablation_transfer_runs",
-            "transfer_table", "ablation_table"} <= set(jobs)
+            "transfer_table", "ablation_table", "claims_table"} <= set(jobs)
     assert jobs["store"] == 7
 
 
@@ -134,7 +152,8 @@ def test_jobs_that_write_tables_figures_and_quicklooks_do_not_import_torch():
     # figure pretrain-curves | figure class-iou`, `cromss data synth | ingest | inspect | scene |
     # fetch`, `cromss map figure` (each its own job); torch costs seconds of start-up each
     code = ("import sys, cromss.cli, cromss.report.cli, cromss.report.tables, "
-            "cromss.report.figures, cromss.data.inspect, cromss.training.cli, "
+            "cromss.report.figures, cromss.report.claims, cromss.report.claims_output, "
+            "cromss.report.long_table, cromss.data.inspect, cromss.training.cli, "
             "cromss.data.synthetic, cromss.data.ingest, cromss.data.map_scene, "
             "cromss.sources.ssl4eo, cromss.sources.stac, cromss.predict.figure, "
             "cromss.weights.released; "

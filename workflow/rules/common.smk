@@ -200,7 +200,8 @@ TASK_OF_TABLE = {number: task for task, number in TASK_TABLE.items()}
 
 ABLATION_ONLY = ablation_only_weights()
 # Without pretraining variants (released weights only), nothing that needs pretraining.
-TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)] * bool(VARIANTS)
+TABLES = [table(TASK_TABLE[t]) for t in FT["tasks"]] + [table(4)] * bool(VARIANTS) + [
+    f"{RESULTS}/tables/claims.csv", f"{RESULTS}/tables/results_long.csv"]
 # The samples figure shows the selection of the first two-modality variant.
 SELECTION_VARIANT = next((v for v in VARIANTS if len(variant_modalities(v)) == 2), None)
 PRETRAIN_FIGURES = ["pretrain_curves", "selection", "samples"] if VARIANTS else []

@@ -72,6 +72,11 @@ def any_process(flag: bool, ctx: Context) -> bool:
     return bool(value.item())
 
 
+def all_processes(flag: bool, ctx: Context) -> bool:
+    """True on every process when ``flag`` is true on all of them."""
+    return not any_process(not flag, ctx)
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -133,7 +133,12 @@ class TrainingLoop:
     def resume(self) -> bool:
         """Restore the checkpoint in ``out`` if there is one; True if there was."""
         path = self.checkpoint_path
-        if not path.is_file():
+        found = path.is_file()
+        if distributed.any_process(found, self.ctx) != distributed.all_processes(found, self.ctx):
+            raise CromssError(f"{path}: seen by some training processes and not by others; the "
+                              "output directory of a multi-node job must be on a file system "
+                              "shared by all its nodes")
+        if not found:
             return False
         self.restore(files.load(path, self.ctx.device), path)
         return True

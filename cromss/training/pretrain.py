@@ -309,7 +309,9 @@ def pretrain(store: str | os.PathLike, settings: Pretrain, out: str | os.PathLik
     ctx = distributed.setup()
     try:
         ensure_writable(out)
-        sweep(out / CHECKPOINT)
+        if ctx.is_main:  # one sweeper: the others would race it for the same files
+            sweep(out / CHECKPOINT)
+        distributed.barrier(ctx)
         if ctx.is_main:
             log.info("pretraining %s in %d process(es) on %s", out, ctx.world_size, ctx.device)
         trainer = Trainer(Path(store), settings, out, ctx)

@@ -26,8 +26,10 @@ if UNKNOWN_WEIGHTS:
     raise ValueError(f"finetune.weights: {', '.join(UNKNOWN_WEIGHTS)} is neither 'random', a "
                      f"pretrain variant ({', '.join(VARIANTS) or 'none'}) nor a release "
                      f"({', '.join(RELEASES)})")
-# DDP processes of one pretraining job: one per GPU, else the configured CPU (gloo) processes
+# DDP processes of one pretraining job per node: one per GPU, else the configured CPU (gloo) ones
 TRAINING_PROCESSES = GPUS or config.get("resources", {}).get("processes_per_training_job", 1)
+# nodes of one pretraining job (above 1: srun + torchrun with a c10d rendezvous, SLURM only)
+NODES = config.get("resources", {}).get("nodes_per_training_job", 1)
 
 wildcard_constraints:
     store="|".join(STORES),
@@ -173,12 +175,24 @@ def local_tree_args():
                     for part, path in sorted(LOCAL.items()) if path)
 
 
-def launcher(wildcards):
+def launcher(wildcards, threads, resources):
     """torchrun with one process per GPU (or per configured CPU process) in the job's one
-    allocation, else the plain CLI."""
-    if TRAINING_PROCESSES > 1:
-        return f"torchrun --standalone --nproc_per_node={TRAINING_PROCESSES} -m cromss"
-    return "cromss"
+    allocation, srun + torchrun on each node of a multi-node job, else the plain CLI
+    (cromss.training.launch)."""
+    from cromss.training.launch import launcher as command
+
+    cpus = resources.get("cpus_per_task") or threads
+    return command(NODES, TRAINING_PROCESSES, GPUS, cpus)
+
+
+def training_resources():
+    """The GPUs of a pretraining job; on several nodes, what the SLURM plugin turns into
+    ``--nodes=N --ntasks=N`` (one task per node) and ``--gres=gpu:G`` (GPUs per node), with
+    ``mpi`` so that its jobstep runs the rule's own ``srun`` instead of wrapping it in one."""
+    if NODES == 1:
+        return {"gpu": GPUS}
+    extra = {"gres": f"gpu:{GPUS}"} if GPUS else {}
+    return {"nodes": NODES, "tasks": NODES, "tasks_per_gpu": 0, "mpi": "srun", **extra}
 
 
 def threads_per_process(wildcards, threads):

@@ -22,7 +22,7 @@ rule pretrain:
     resources:
         mem_mb=16000,
         runtime=48 * 60,
-        gpu=GPUS,
+        **training_resources(),
     conda:
         CONDA_ENV
     log:

@@ -122,7 +122,9 @@ class Finetune(Section):
     frozen_batchnorm: str
     num_workers: int
     checkpoint_every: int
-    amp: bool | None
+    amp: bool
+    amp_dtype: str
+    amp_on_cpu: bool
 
     SECTION: ClassVar[str] = "finetune"
 

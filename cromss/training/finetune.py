@@ -6,7 +6,9 @@ parameters not updated) and ``finetuned`` (everything trained). BatchNorm in a f
 ``frozen_batchnorm: update`` (the reference) keeps it in training mode, so it normalises with batch
 statistics and its running statistics keep updating; ``freeze`` puts it in eval mode (running
 statistics fixed and used). Adam, cosine decay from ``lr`` to ``min_lr`` over ``cosine_epochs``
-then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored.
+then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored. On CUDA the forward pass runs
+under autocast (``amp``, ``amp_dtype``: float16 with a GradScaler by default, as the reference's
+``precision='16-mixed'``); on the CPU in float32 unless ``amp_on_cpu``.
 
 Encoders come from this workflow's ``encoder_{s1,s2}.pt`` files, the released CromSS Lightning
 checkpoints, a plain encoder state dict, or ``random``.
@@ -89,9 +91,12 @@ def training_loss(model: nn.Module, image: torch.Tensor, labels: torch.Tensor, d
 
 
 def autocast_dtype(settings: Finetune, device: torch.device) -> torch.dtype | None:
-    """float16 autocast (the reference's ``precision='16-mixed'``) when ``amp`` is set and the run
-    is on CUDA; float32 otherwise."""
-    return torch.float16 if settings.amp and device.type == "cuda" else None
+    """The autocast type of the training forward pass: ``amp_dtype`` (float16 by default, the
+    reference's ``precision='16-mixed'``) when ``amp`` is set and the run is on CUDA, or on the
+    CPU with ``amp_on_cpu``; None (float32) otherwise."""
+    if not settings.amp or (device.type != "cuda" and not settings.amp_on_cpu):
+        return None
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[settings.amp_dtype]
 
 
 def dice_loss() -> nn.Module:
@@ -117,7 +122,9 @@ class FinetuneLoop(TrainingLoop):
                                           fused=True)  # one kernel, not a loop over tensors
         self.dice = dice_loss()
         self.precision = autocast_dtype(settings, ctx.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler(ctx.device.type,
+                                           enabled=self.precision == torch.float16)
         self.loss_sum = 0.0
         super().__init__(out=out, ctx=ctx, epochs=settings.epochs, batch_size=settings.batch_size,
                          checkpoint_every=settings.checkpoint_every,

@@ -125,3 +125,14 @@ def test_paper_config_baselines_and_the_no_smoothing_ablation():
     assert ablation.selection.enabled and not ablation.smoothing.enabled
     for name in ("midF-13B", "lateF-13B", "midF-9B", "lateF-9B"):
         assert variants[name].selection.enabled and variants[name].smoothing.enabled, name
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "release.yaml"])
+def test_the_paper_and_release_configs_score_as_the_published_numbers(name):
+    from cromss.config import with_defaults
+
+    section = yaml.safe_load((ROOT / "config" / name).read_text())["finetune"]
+    settings = with_defaults(section, "finetune")
+    assert settings["test"] == {"tiles": "reference",
+                                "batch_size": {"dfc2020": 300, "dw": 100, "osm": 100}}
+    assert settings["drop_last"] is True

@@ -142,7 +142,8 @@ def bench_ddp(stores: dict[str, Path], work: Path, size: dict[str, Any],
     run's by no more than the two plain runs differ."""
     settings = pretrain_settings("middle", size)
     settings.update(batch_size=size["ddp_batch"], crop=size["ddp_crop"], epochs=1,
-                    val_fraction=0.25, num_workers=0, name="ddp-check")
+                    val_fraction=0.25, val_batch_size=1, num_workers=0,
+                    name="ddp-check")
     args = ["pretrain", "run", "--store", str(stores["nol"]), "--settings", json.dumps(settings),
             "--threads", "1"]  # the same CPU reductions in both runs
     env = {**cli_env(), "OMP_NUM_THREADS": "1"}

@@ -46,14 +46,21 @@ DFC_REMAP = {1: 1, 2: 5, 4: 2, 5: 3, 6: 4, 7: 6, 9: 7, 10: 0}  # savanna 3, snow
 NOISY_DW_REMAP = {code: code for code in range(9)}
 
 S1_BANDS = ("VV", "VH")
-S1_MEAN = (-12.548, -20.192)
-S1_STD = (5.257, 5.912)
+# The SSL4EO-S12 statistics as the reference uses them, to 8 decimals: zhu-xlab/CromSS at
+# a5aab813edd9456c74cc7a8044de1400d4b6be3e, dataset/ssl4eo_dataset_lmdb.py lines 20-21 (S1) and
+# 26-27 (S2 L1C, ``S2C_MEAN`` / ``S2C_STD``); the same values stand in dataset/dwosm_dataset_lmdb.py
+# lines 21-22 and 27-28 and dataset/dfc2020_dataset_lmdb.py lines 20-21 and 26-27.
+# shared/method.md §1 gives them rounded (S1 to 1e-3, S2 to 0.1).
+S1_MEAN = (-12.54847273, -20.19237134)
+S1_STD = (5.25697717, 5.91150917)
 
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
-S2_MEAN = (1605.6, 1390.8, 1314.9, 1363.5, 1549.4, 2091.7, 2371.7, 2299.9, 2560.3, 830.1, 22.1,
-           2177.1, 1524.1)
-S2_STD = (786.8, 850.3, 875.1, 1138.8, 1122.2, 1161.6, 1274.4, 1248.4, 1345.5, 577.3, 51.2,
-          1336.1, 1136.5)
+S2_MEAN = (1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.44374991,
+           2091.74883118, 2371.7172463, 2299.90463006, 2560.29504086, 830.06605044, 22.10351321,
+           2177.07172323, 1524.06546312)
+S2_STD = (786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.17775652,
+          1161.59187054, 1274.39184232, 1248.42891965, 1345.52684884, 577.31607053, 51.15431158,
+          1336.09932639, 1136.53823676)
 S2_9BAND_INDICES = (1, 2, 3, 4, 5, 6, 7, 11, 12)
 """B2 B3 B4 B5 B6 B7 B8 B11 B12, the 9-band subset of the 13 L1C bands."""
 

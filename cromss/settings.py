@@ -71,6 +71,9 @@ class Pretrain(Section):
     plateau_factor: float
     plateau_patience: int
     val_fraction: float
+    val_augment: bool
+    val_batch_size: int
+    val_drop_last: bool
     amp: bool
     seed: int
     num_workers: int
@@ -91,18 +94,48 @@ class Pretrain(Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class Crop:
-    """Random crop side per fine-tuning task (a task the settings leave out has none)."""
+class PerTask:
+    """A value per fine-tuning task (a task the settings leave out has none); ``KEY`` names it."""
 
+    KEY: ClassVar[str] = "finetune"
     dfc2020: int | None
     dw: int | None
     osm: int | None
 
     def of(self, task: str) -> int:
-        side = getattr(self, task)
-        if side is None:
-            raise ValueError(f"settings: no crop for task {task!r} (finetune.crop.{task})")
-        return side
+        value = getattr(self, task)
+        if value is None:
+            raise ValueError(f"settings: no {self.KEY} for task {task!r} ({self.KEY}.{task})")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop(PerTask):
+    """Random crop side per fine-tuning task."""
+
+    KEY: ClassVar[str] = "finetune.crop"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringBatch(PerTask):
+    """The reference's test batch per task (``finetune.test.batch_size``)."""
+
+    KEY: ClassVar[str] = "finetune.test.batch_size"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """Which test tiles are scored: ``all``, or ``reference`` (whole batches of the task's
+    ``batch_size`` only, as the reference's ``drop_last=True`` test loader)."""
+
+    tiles: str
+    batch_size: ScoringBatch
+
+    def scored(self, task: str, tiles: int) -> int:
+        """How many of a test store's ``tiles`` (the first, in store order) are scored."""
+        if self.tiles == "all":
+            return tiles
+        return tiles // self.batch_size.of(task) * self.batch_size.of(task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +153,13 @@ class Finetune(Section):
     batch_size: int
     crop: Crop
     frozen_batchnorm: str
+    drop_last: bool
+    test: Scoring
     num_workers: int
     checkpoint_every: int
-    amp: bool | None
+    amp: bool
+    amp_dtype: str
+    amp_on_cpu: bool
 
     SECTION: ClassVar[str] = "finetune"
 

@@ -1,10 +1,15 @@
 """Settings as the CLI receives them."""
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from cromss.config import deep_merge, load_settings, variant_settings
+from cromss.settings import Pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_inline_json_and_files_give_the_same_settings(tmp_path):
@@ -88,3 +93,46 @@ def test_the_cli_refuses_negative_epochs_before_training(tmp_path, capsys):
                  json.dumps({**PRETRAIN, "epochs": -1}), "--out", str(tmp_path / "out")])
     assert code == 2 and "epochs: -1 is less than the minimum" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+PAPER_BASELINES = ("s1-only", "s2-only-13B", "s2-only-9B", "multimodal-nosel-13B")
+
+
+def _variants(path: Path) -> dict[str, Pretrain]:
+    pretrain = yaml.safe_load(path.read_text())["pretrain"]
+    return {name: Pretrain.parse(variant_settings(pretrain, name), str(path))
+            for name in pretrain["variants"]}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_baselines_train_on_hard_labels_as_the_reference(path):
+    """Single-modal and no-selection variants are the reference's pl_pretrain.py and
+    pl_pretrain_mm.py baselines, whose datasets make no smoothing prior (issue 24)."""
+    for name, settings in _variants(path).items():
+        baseline = settings.fusion.startswith("single_") or not settings.selection.enabled
+        if baseline:
+            assert not settings.smoothing.enabled, f"{path.name}: {name} smooths its labels"
+
+
+def test_paper_config_baselines_and_the_no_smoothing_ablation():
+    variants = _variants(ROOT / "config" / "paper.yaml")
+    for name in PAPER_BASELINES:
+        assert not variants[name].smoothing.enabled, name
+    assert variants["multimodal-nosel-13B"].fusion == "middle"
+    assert not variants["multimodal-nosel-13B"].selection.enabled
+    ablation = variants["midF-13B-nosmooth"]  # CromSS without smoothing: selection stays on
+    assert ablation.selection.enabled and not ablation.smoothing.enabled
+    for name in ("midF-13B", "lateF-13B", "midF-9B", "lateF-9B"):
+        assert variants[name].selection.enabled and variants[name].smoothing.enabled, name
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "release.yaml"])
+def test_the_paper_and_release_configs_score_as_the_published_numbers(name):
+    from cromss.config import with_defaults
+
+    section = yaml.safe_load((ROOT / "config" / name).read_text())["finetune"]
+    settings = with_defaults(section, "finetune")
+    assert settings["test"] == {"tiles": "reference",
+                                "batch_size": {"dfc2020": 300, "dw": 100, "osm": 100}}
+    assert settings["drop_last"] is True

@@ -165,3 +165,13 @@ def test_the_map_commands_tiling_defaults_are_the_schemas():
                                          "--out", "o.tif"])
     for key in ("tile", "overlap", "batch_size"):
         assert getattr(predict, key) == maps[key]["default"], key
+
+
+def test_the_reference_test_protocol_scores_the_published_tile_counts():
+    """The reference's test batches (300 DFC2020, 100 DW and OSM; its .sh scripts) with
+    drop_last=True score 5,100 of DFC2020's 5,128 test tiles, 300 of DW's 340, all 400 of OSM's."""
+    reference = Finetune.parse({"test": {"tiles": "reference"}}).test
+    assert [reference.scored(task, n) for task, n in (("dfc2020", 5128), ("dw", 340),
+                                                      ("osm", 400))] == [5100, 300, 400]
+    every = Finetune.parse({}).test
+    assert every.tiles == "all" and every.scored("dfc2020", 5128) == 5128

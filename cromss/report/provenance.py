@@ -16,6 +16,14 @@ PAPER_RUN = {"backbone": "ResNet50", "pretrain_epochs": 200, "finetune_epochs": 
 """The published setting (Liu et al. 2025): ResNet-50 encoders, 200 pretraining epochs on
 SSL4EO-S12@NoL, 50 fine-tuning epochs."""
 TASK_NAMES = {"dfc2020": "DFC2020", "dw": "DW", "osm": "OSM"}
+TEST_TILES = {
+    "all": "Scored on every test tile.",
+    "reference": ("Scored as the published numbers: whole test batches only (the reference's "
+                  "drop_last=True), e.g. 5,100 of 5,128 DFC2020 and 300 of 340 DW tiles; each "
+                  "metrics file's test_tiles gives the count."),
+}
+TEST_TILES_SHORT = {"all": "all test tiles", "reference": "reference test batches"}
+"""``finetune.test.tiles`` in a sentence (``TEST_TILES``) and in the ``ours_from`` cell."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,8 @@ class Provenance:
     pretrain_epochs: int | None
     finetune_epochs: int | None
     seeds: tuple[int, ...]
+    test_tiles: str | None = None
+    """``all`` or ``reference`` (``finetune.test.tiles``); None where the settings do not say."""
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Provenance:
@@ -40,20 +50,23 @@ class Provenance:
         return cls(source=source, data=describe_data(source, data),
                    backbone=backbone_name(str(pretrain["encoder"])),
                    pretrain_epochs=pretrain["epochs"], finetune_epochs=finetune["epochs"],
-                   seeds=tuple(finetune["seeds"]))
+                   seeds=tuple(finetune["seeds"]),
+                   test_tiles=finetune["test"]["tiles"] if "test" in finetune else None)
 
     def short(self) -> str:
         """One cell: ``synthetic world, ResNet18, 10 + 10 epochs, seeds 0 1``."""
         return (f"{'synthetic world' if self.source == 'synthetic' else self.source + ' data'}, "
                 f"{self.backbone}, {self.pretrain_epochs} + {self.finetune_epochs} epochs, "
-                f"seeds {' '.join(map(str, self.seeds))}")
+                f"seeds {' '.join(map(str, self.seeds))}"
+                + (f", {TEST_TILES_SHORT[self.test_tiles]}" if self.test_tiles else ""))
 
     def sentence(self) -> str:
         """What ran, in a sentence."""
         return (f"Our rows: {self.data}; {self.backbone} encoders pretrained for "
                 f"{plural(self.pretrain_epochs, 'epoch')} and transferred for "
                 f"{plural(self.finetune_epochs, 'epoch')}; mean ± sample std over "
-                f"{plural(len(self.seeds), 'seed')} ({', '.join(map(str, self.seeds))}).")
+                f"{plural(len(self.seeds), 'seed')} ({', '.join(map(str, self.seeds))})."
+                + (f" {TEST_TILES[self.test_tiles]}" if self.test_tiles else ""))
 
     def differences(self) -> list[str]:
         """How the run differs from the published setting."""
@@ -104,6 +117,8 @@ def describe_data(source: str, data: Mapping[str, Any]) -> str:
 def provenance_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a whole config :class:`Provenance` reads (the table rules' ``params``:
     a change there, and only there, rewrites the tables)."""
+    from cromss.config import with_defaults
+
     data = config["data"]
     kept: dict[str, Any] = {"source": data["source"]}
     if data["source"] == "synthetic":
@@ -114,4 +129,5 @@ def provenance_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         kept["real"] = {"ssl4eo": {"max_locations": limit}}
     return {"data": kept,
             "pretrain": {key: config["pretrain"][key] for key in ("encoder", "epochs")},
-            "finetune": {key: config["finetune"][key] for key in ("epochs", "seeds")}}
+            "finetune": {**{key: config["finetune"][key] for key in ("epochs", "seeds")},
+                         "test": with_defaults(dict(config["finetune"]), "finetune")["test"]}}

@@ -6,7 +6,9 @@ parameters not updated) and ``finetuned`` (everything trained). BatchNorm in a f
 ``frozen_batchnorm: update`` (the reference) keeps it in training mode, so it normalises with batch
 statistics and its running statistics keep updating; ``freeze`` puts it in eval mode (running
 statistics fixed and used). Adam, cosine decay from ``lr`` to ``min_lr`` over ``cosine_epochs``
-then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored.
+then constant; CE + Dice with ``constants.IGNORE_INDEX`` ignored. On CUDA the forward pass runs
+under autocast (``amp``, ``amp_dtype``: float16 with a GradScaler by default, as the reference's
+``precision='16-mixed'``); on the CPU in float32 unless ``amp_on_cpu``.
 
 Encoders come from this workflow's ``encoder_{s1,s2}.pt`` files, the released CromSS Lightning
 checkpoints, a plain encoder state dict, or ``random``.
@@ -30,14 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from cromss import __version__, logs
 from cromss.atomic import atomic_path, ensure_writable, sweep
 from cromss.constants import IGNORE_INDEX, TASKS, input_normalisation
 from cromss.errors import CromssError
 from cromss.models import build_downstream
-from cromss.settings import Finetune, as_dict
+from cromss.settings import Finetune, Scoring, as_dict
 from cromss.training import checkpoint, distributed, metrics
 from cromss.training.checkpoint import write_log
 from cromss.training.datasets import SIZE_MULTIPLE, SegmentationDataset
@@ -89,9 +91,12 @@ def training_loss(model: nn.Module, image: torch.Tensor, labels: torch.Tensor, d
 
 
 def autocast_dtype(settings: Finetune, device: torch.device) -> torch.dtype | None:
-    """float16 autocast (the reference's ``precision='16-mixed'``) when ``amp`` is set and the run
-    is on CUDA; float32 otherwise."""
-    return torch.float16 if settings.amp and device.type == "cuda" else None
+    """The autocast type of the training forward pass: ``amp_dtype`` (float16 by default, the
+    reference's ``precision='16-mixed'``) when ``amp`` is set and the run is on CUDA, or on the
+    CPU with ``amp_on_cpu``; None (float32) otherwise."""
+    if not settings.amp or (device.type != "cuda" and not settings.amp_on_cpu):
+        return None
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[settings.amp_dtype]
 
 
 def dice_loss() -> nn.Module:
@@ -117,7 +122,9 @@ class FinetuneLoop(TrainingLoop):
                                           fused=True)  # one kernel, not a loop over tensors
         self.dice = dice_loss()
         self.precision = autocast_dtype(settings, ctx.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler(ctx.device.type,
+                                           enabled=self.precision == torch.float16)
         self.loss_sum = 0.0
         super().__init__(out=out, ctx=ctx, epochs=settings.epochs, batch_size=settings.batch_size,
                          checkpoint_every=settings.checkpoint_every,
@@ -153,7 +160,8 @@ class FinetuneLoop(TrainingLoop):
         # (dropout), or a resumed epoch would see other masks than an uninterrupted one
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                           num_workers=self.settings.num_workers,
-                          drop_last=len(self.dataset) % self.batch_size == 1,
+                          drop_last=(self.settings.drop_last
+                                     or len(self.dataset) % self.batch_size == 1),
                           generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
@@ -186,6 +194,10 @@ def finetune(*, task: str, modality: str, encoder: str, setting: str, seed: int,
     expected = len(TASKS[task][1])
     if dataset.num_classes != expected:
         raise CromssError(f"{train}: {dataset.num_classes} classes, task {task} has {expected}")
+    if settings.drop_last and len(dataset) < settings.batch_size:
+        raise CromssError(f"{train}: {len(dataset)} training tiles, fewer than one batch of "
+                          f"{settings.batch_size}: with finetune.drop_last no step would be taken; "
+                          "lower finetune.batch_size")
     torch.manual_seed(seed)
     model = build_downstream(task, source.name, source.in_channels)
     if int(crop) % model.encoder.output_stride:
@@ -259,16 +271,29 @@ def predict(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(pad_to_multiple(image)).argmax(1)[:, :height, :width]
 
 
-def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> dict[str, Any]:
-    """Confusion matrix over the whole test store and the scores, written to ``out`` as JSON."""
+def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4,
+             scoring: Scoring | None = None) -> dict[str, Any]:
+    """Confusion matrix over the test tiles ``scoring`` names (None: the protocol of the model's
+    fine-tuning settings, every tile for a model without one) and the scores, written to ``out``
+    as JSON with the protocol and the tiles scored (``test_tiles``)."""
     model, card = load_downstream(model_path)
     dataset = SegmentationDataset(test, modality=card["modality"], s2_bands=card["s2_bands"] or 13)
     if dataset.num_classes != card["num_classes"]:
         raise CromssError(f"{test}: {dataset.num_classes} classes, the model has "
                           f"{card['num_classes']}")
+    trained_with = card.get("settings")
+    if scoring is None and trained_with and "test" in trained_with:
+        scoring = Finetune.parse(trained_with, f"{model_path} (card)").test
+    protocol = scoring.tiles if scoring else "all"
+    scored = scoring.scored(card["task"], len(dataset)) if scoring else len(dataset)
+    if scored == 0:
+        raise CromssError(f"{test}: {len(dataset)} test tiles, fewer than one reference batch of "
+                          f"{scoring.batch_size.of(card['task']) if scoring else 0} "
+                          f"(finetune.test.batch_size.{card['task']}): nothing would be scored; "
+                          "use finetune.test.tiles: all")
     cm = np.zeros((card["num_classes"],) * 2, dtype=np.int64)
     tiles: list[list[int]] = []  # per-tile matrices, flattened: a bootstrap over tiles (claims)
-    for batch in DataLoader(dataset, batch_size=batch_size):
+    for batch in DataLoader(Subset(dataset, range(scored)), batch_size=batch_size):
         pred = predict(model, batch["image"])
         cm += metrics.confusion_matrix(pred.numpy(), batch["label"].numpy(), card["num_classes"])
         tiles += metrics.tile_confusion_matrices(pred.numpy(), batch["label"].numpy(),
@@ -276,12 +301,15 @@ def evaluate(model_path: Path, test: Path, out: Path, batch_size: int = 4) -> di
     result = {key: card[key] for key in ("task", "modality", "weights", "encoder", "s2_bands",
                                          "setting", "seed", "num_classes")}
     result.update({"class_names": card["classes"], "confusion_matrix": cm.tolist(),
+                   "test_tiles": {"protocol": protocol, "scored": scored, "total": len(dataset),
+                                  **({"batch_size": scoring.batch_size.of(card["task"])}
+                                     if protocol == "reference" and scoring else {})},
                    **metrics.all_scores(cm)})
     result["tile_confusion_matrices"] = tiles
     checkpoint.require_finite(result, f"the metrics of {model_path} on {test}")
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
-    log.info(logs.progress_line(f"{model_path} on {test}: samples", len(dataset), None,
+    log.info(logs.progress_line(f"{model_path} on {test}: samples", scored, None,
                                 {key: result["strict"][key] for key in ("mIoU", "OA", "mF1")}
                                 | {"mIoU_ref": result["reference"]["mIoU"], "written": str(out)}))
     return result

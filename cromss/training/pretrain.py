@@ -161,10 +161,17 @@ class Trainer(TrainingLoop):
         self.amp = settings.amp and ctx.device.type == "cuda"
         train_idx, val_idx = split_indices(_num_samples(store), settings.val_fraction, self.seed)
         self.train_set = PretrainDataset(store, train_idx, settings, train=True)
-        self.val_set = PretrainDataset(store, val_idx, settings, train=False)
+        self.val_set = PretrainDataset(store, val_idx, settings, train=False,
+                                       augment=settings.val_augment)
         sampler = distributed.ResumableSampler(self.train_set, ctx, self.seed)
         self.val_sampler = distributed.ResumableSampler(self.val_set, ctx, self.seed,
                                                         shuffle=False)
+        if settings.val_drop_last and self.val_sampler.num_samples < settings.val_batch_size:
+            raise CromssError(
+                f"pretraining {settings.name or ''}: {len(val_idx)} validation locations give "
+                f"{self.val_sampler.num_samples} per process, fewer than val_batch_size "
+                f"{settings.val_batch_size}: with val_drop_last nothing would be validated; raise "
+                "val_fraction or lower val_batch_size")
         torch.manual_seed(self.seed)
         model = models.build_model(as_dict(settings)).to(ctx.device)
         if ctx.device.type == "cuda":
@@ -259,8 +266,11 @@ class Trainer(TrainingLoop):
     @torch.no_grad()
     def validate(self) -> float:
         self.net.eval()
+        self.val_set.set_epoch(self.epoch)
         loss_sum, count = 0.0, 0
-        for batch in self._loader(self.val_set, self.val_sampler):
+        loader = self._loader(self.val_set, self.val_sampler, self.settings.val_batch_size,
+                              self.settings.val_drop_last)
+        for batch in loader:
             batch = self._to_device(batch)
             with torch.autocast(self.ctx.device.type, enabled=self.amp):
                 logits = self.net(batch["s1"], batch["s2"])
@@ -273,8 +283,10 @@ class Trainer(TrainingLoop):
                                             self.ctx)
         return float(summed[0] / summed[1])
 
-    def _loader(self, dataset: PretrainDataset, sampler: Sampler) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.settings.batch_size, sampler=sampler,
+    def _loader(self, dataset: PretrainDataset, sampler: Sampler, batch_size: int | None = None,
+                drop_last: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size or self.settings.batch_size,
+                          sampler=sampler, drop_last=drop_last,
                           num_workers=self.settings.num_workers,
                           pin_memory=self.ctx.device.type == "cuda",
                           persistent_workers=False)

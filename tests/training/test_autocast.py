@@ -12,6 +12,7 @@ from cromss.settings import Finetune, Pretrain
 from cromss.training import finetune, pretrain
 from cromss.training.datasets import PretrainDataset
 from helpers.stores import write_store
+from helpers.settings import FINETUNE_SETTINGS
 from helpers.settings import PRETRAIN_SETTINGS as SETTINGS
 
 
@@ -59,8 +60,60 @@ def test_finetuning_loss_under_bf16_autocast():
     assert losses[torch.bfloat16] == pytest.approx(losses[None], rel=0.05)
 
 
-def test_finetune_amp_is_float16_on_cuda_only():
-    amp, default = Finetune.parse({"amp": True}), Finetune.parse({})
-    assert finetune.autocast_dtype(amp, torch.device("cuda", 0)) == torch.float16
-    assert finetune.autocast_dtype(amp, torch.device("cpu")) is None
-    assert finetune.autocast_dtype(default, torch.device("cuda", 0)) is None
+def test_finetune_amp_defaults_to_float16_on_cuda_and_stays_off_on_the_cpu():
+    default, off = Finetune.parse({}), Finetune.parse({"amp": False})
+    bf16_cpu = Finetune.parse({"amp_dtype": "bfloat16", "amp_on_cpu": True})
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert finetune.autocast_dtype(default, cuda) == torch.float16  # the reference's 16-mixed
+    assert finetune.autocast_dtype(default, cpu) is None
+    assert finetune.autocast_dtype(off, cuda) is None
+    assert finetune.autocast_dtype(bf16_cpu, cpu) == torch.bfloat16
+    assert finetune.autocast_dtype(bf16_cpu, cuda) == torch.bfloat16
+
+
+class AutocastProbe:
+    """Records, at each forward pass of a module, whether CPU autocast is on and its type."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def __call__(self, module: torch.nn.Module, inputs: tuple) -> None:
+        if module.training:  # evaluation runs in float32
+            self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_configured_type_reaches_autocast_and_float16_is_scaled(tmp_path, stores, monkeypatch,
+                                                                   dtype):
+    """A fine-tuning run on the CPU with ``amp_on_cpu``: every training forward pass runs under
+    autocast in ``amp_dtype``; float16 steps go through an enabled GradScaler, bfloat16 ones not."""
+    probe, scalers = AutocastProbe(), []
+    build = finetune.build_downstream
+
+    def probed(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(probe)
+        return model
+
+    step = torch.amp.GradScaler.step
+
+    def counted(self, *args, **kwargs):
+        scalers.append((self.is_enabled(), self.get_scale() if self.is_enabled() else None))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "build_downstream", probed)
+    monkeypatch.setattr(torch.amp.GradScaler, "step", counted)
+    settings = Finetune.parse({**FINETUNE_SETTINGS, "epochs": 1, "amp_dtype": dtype,
+                               "amp_on_cpu": True})
+    finetune.finetune(task="dfc2020", modality="s1", encoder="random", setting="finetuned",
+                      seed=0, train=stores[0], settings=settings, out=tmp_path / "run")
+    assert probe.seen and set(probe.seen) == {(True, getattr(torch, dtype))}
+    assert scalers and all(enabled == (dtype == "float16") for enabled, _ in scalers)
+    if dtype == "float16":
+        assert scalers[0][1] == 2.0 ** 16  # GradScaler's initial scale multiplies the loss
+    plain = tmp_path / "float32"
+    probe.seen.clear()
+    finetune.finetune(task="dfc2020", modality="s1", encoder="random", setting="finetuned",
+                      seed=0, train=stores[0], out=plain,
+                      settings=Finetune.parse({**FINETUNE_SETTINGS, "epochs": 1}))
+    assert set(probe.seen) == {(False, torch.get_autocast_dtype("cpu"))}  # CPU default: off

@@ -185,3 +185,48 @@ def test_a_crop_off_the_decoders_stride_is_refused_before_training(tmp_path, sto
                           seed=0, train=stores[0], settings=settings,
                           out=tmp_path / "run")
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_the_reference_protocol_scores_whole_test_batches_only(tmp_path, stores):
+    """``finetune.test.tiles: reference`` scores the first whole batches of the test store (the
+    reference's drop_last=True test loader); the metrics say which tiles; ``all`` scores every
+    tile; a store smaller than one batch is refused."""
+    reference = {"tiles": "reference", "batch_size": {"dfc2020": 2}}
+    settings = Finetune.parse({**SETTINGS, "epochs": 1, "test": reference})
+    out = tmp_path / "run"
+    finetune.finetune(task="dfc2020", modality="s1", encoder="random", setting="frozen", seed=0,
+                      train=stores[0], settings=settings, out=out)
+    labels = np.asarray(open_arrays(stores[1])["label"])  # 3 tiles
+    result = finetune.evaluate(out / "model.pt", stores[1], out / "metrics.json")  # the card's
+    assert result["test_tiles"] == {"protocol": "reference", "scored": 2, "total": 3,
+                                    "batch_size": 2}
+    assert np.sum(result["confusion_matrix"]) == int((labels[:2] != IGNORE_INDEX).sum())
+    every = finetune.evaluate(out / "model.pt", stores[1], tmp_path / "all.json",
+                              scoring=Finetune.parse({}).test)
+    assert every["test_tiles"] == {"protocol": "all", "scored": 3, "total": 3}
+    assert np.sum(every["confusion_matrix"]) == int((labels != IGNORE_INDEX).sum())
+    too_big = Finetune.parse({"test": {"tiles": "reference", "batch_size": {"dfc2020": 4}}}).test
+    with pytest.raises(ValueError, match="3 test tiles, fewer than one reference batch of 4"):
+        finetune.evaluate(out / "model.pt", stores[1], tmp_path / "none.json", scoring=too_big)
+
+
+@pytest.mark.parametrize("drop_last,steps", [(True, 1), (False, 2)])
+def test_training_drops_the_last_incomplete_batch_as_the_reference(tmp_path, stores, drop_last,
+                                                                   steps):
+    """5 tiles in batches of 3: the reference's loader takes one step an epoch, not two; without
+    drop_last a remainder of one tile is still left out (BatchNorm needs two)."""
+    train = write_store(tmp_path / "train.zarr", samples=5, seasons=1, size=32, classes=8,
+                        noise=0.0, names=DFC_CLASSES)
+
+    def steps_of(store: Path, out: str, **changes) -> list[tuple[int, int]]:
+        done: list[tuple[int, int]] = []
+        settings = Finetune.parse({**SETTINGS, "epochs": 1, "batch_size": 3, **changes})
+        finetune.finetune(task="dfc2020", modality="s1", encoder="random", setting="frozen",
+                          seed=0, train=store, settings=settings, out=tmp_path / out,
+                          on_step=lambda epoch, step: done.append((epoch, step)))
+        return done
+
+    assert steps_of(train, "five", drop_last=drop_last) == [(0, s) for s in range(1, steps + 1)]
+    assert steps_of(stores[0], "four", drop_last=drop_last) == [(0, 1)]  # 4 = 3 + 1
+    with pytest.raises(ValueError, match="5 training tiles, fewer than one batch of 6"):
+        steps_of(train, "big", batch_size=6)

@@ -158,7 +158,8 @@ def test_validation_loss_is_the_reference_hard_label_loss():
 
 def test_identical_predictions_give_the_same_validation_loss_at_every_epoch(store, tmp_path):
     """The ramp of the selection does not move the monitored loss (the plateau scheduler's input)."""
-    trainer = pretrain.Trainer(store, Pretrain.parse(SETTINGS), tmp_path, pretrain.distributed.setup())
+    settings = Pretrain.parse({**SETTINGS, "val_augment": False})  # the same items every epoch
+    trainer = pretrain.Trainer(store, settings, tmp_path, pretrain.distributed.setup())
     values = []
     for epoch in (0, 2, 4, 40):
         trainer.epoch = epoch
@@ -170,3 +171,43 @@ def test_identical_predictions_give_the_same_validation_loss_at_every_epoch(stor
     with torch.no_grad():
         train_losses = [float(trainer.loss(batch, e)[0]) for e in (0, 4)]
     assert train_losses[1] < train_losses[0]
+
+
+def test_validation_batches_drop_the_remainder_and_augmented_items_are_drawn_per_epoch(
+        store, tmp_path, monkeypatch):
+    """The reference's validation: batches of ``val_batch_size`` without the remainder, items
+    cropped, flipped and rotated with a random season. Seeded by (seed, epoch, location): the
+    same loss for the same epoch, in a new trainer too, another one at another epoch; with
+    ``val_augment`` off the same items (and loss) every epoch."""
+    sizes: list[int] = []
+    loss = pretrain.validation_loss
+
+    def recorded(logits_1, logits_2, labels, weight):
+        sizes.append(len(labels))
+        return loss(logits_1, logits_2, labels, weight)
+
+    monkeypatch.setattr(pretrain, "validation_loss", recorded)
+    ctx = pretrain.distributed.setup()
+
+    def losses(**changes) -> list[float]:
+        # 4 of the 8 locations validate; the model is seeded, so every trainer starts the same
+        settings = Pretrain.parse({**SETTINGS, "val_fraction": 0.5, "val_batch_size": 3,
+                                   **changes})
+        trainer = pretrain.Trainer(store, settings, tmp_path, ctx)
+        values = []
+        for epoch in (0, 0, 1):
+            trainer.epoch = epoch
+            values.append(trainer.validate())
+        return values
+
+    augmented = losses()
+    assert sizes == [3, 3, 3]  # 4 items: one batch of 3, the remainder left out
+    assert augmented[0] == augmented[1] and augmented[2] != augmented[0]
+    assert losses() == augmented
+    fixed = losses(val_augment=False)
+    assert fixed[0] == fixed[1] == fixed[2] and fixed[0] != augmented[0]
+    sizes.clear()
+    losses(val_drop_last=False)
+    assert sizes == [3, 1] * 3
+    with pytest.raises(CromssError, match="4 validation locations .* fewer than val_batch_size 5"):
+        losses(val_batch_size=5)

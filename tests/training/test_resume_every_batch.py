@@ -33,8 +33,9 @@ from helpers.stores import write_store
 # 12 locations: 2 for validation, 10 for training
 PRE = Pretrain.parse({**PRETRAIN, "val_fraction": 0.17, "epochs": 2, "batch_size": 4})
 PRE_DDP = dataclasses.replace(PRE, batch_size=3)
+# drop_last off: the epoch ends on a partial batch of 2 (the reference would leave it out)
 FT = Finetune.parse({**FINETUNE, "epochs": 2, "cosine_epochs": 2, "batch_size": 3,
-                     "checkpoint_every": 1})
+                     "drop_last": False, "checkpoint_every": 1})
 
 
 def stops(epochs: int, batches: int) -> list[tuple[int, int]]:

@@ -24,7 +24,7 @@ def test_cards_carry_data_source_commit_licence_and_settings(tiny_world, tmp_pat
     model = models.build_model(SETTINGS)
     saved = trained.save_model(tmp_path / "model.pt", model, SETTINGS,
                               cards.provenance(tiny_world["nol"]))
-    encoder = encoders.export_encoder(saved, "s2", tmp_path / "encoder_s2.pt")
+    encoder = trained.export_encoder(saved, "s2", tmp_path / "encoder_s2.pt")
     _, card = encoders.read_encoder(encoder)
     origin = card["provenance"]
     assert origin["data"]["kind"] == "synthetic"  # the offline world has true maps

@@ -32,7 +32,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     pretrain(args.store, settings, args.out)
     if args.export_encoders and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
         from cromss.training.pretrain import MODEL
-        from cromss.weights.encoders import export_encoder
+        from cromss.weights.trained import export_encoder
 
         for modality in settings.modalities:
             export_encoder(args.out / MODEL, modality, args.out / f"encoder_{modality}.pt")

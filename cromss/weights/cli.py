@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def _export_encoder(args: argparse.Namespace) -> int:
-    from cromss.weights.encoders import export_encoder
+    from cromss.weights.trained import export_encoder
 
     export_encoder(args.model, args.modality, args.out)
     return 0

@@ -18,7 +18,6 @@ from cromss.errors import CromssError
 from cromss.models import CromssModel
 from cromss.weights import files
 from cromss.weights.cards import model_card
-from cromss.weights.trained import load_model
 
 if TYPE_CHECKING:
     from cromss.settings import Finetune
@@ -44,16 +43,6 @@ def save_encoder(path: str | Path, model: CromssModel, modality: str,
     path = Path(path)
     files.save(encoder_checkpoint(model, modality, settings, origin), path)
     return path
-
-
-def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Path:
-    """Write one modality's encoder of a saved pretrained model, with its model card."""
-    model, settings = load_model(model_path)
-    if modality not in model.modalities:
-        raise CromssError(f"{model_path}: the {settings.get('fusion')} model has no {modality} "
-                          f"encoder")
-    origin = files.read_weights(model_path, ("settings",), "pretrained model").get("provenance")
-    return save_encoder(out, model, modality, settings, origin)
 
 
 def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -15,6 +15,7 @@ from cromss.errors import CromssError
 from cromss.models import CromssModel, build_downstream, build_model
 from cromss.weights import files
 from cromss.weights.cards import provenance
+from cromss.weights.encoders import save_encoder
 
 
 def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any],
@@ -54,3 +55,13 @@ def load_downstream(model_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except RuntimeError as err:
         raise CromssError(f"{model_path}: weights do not match the card's model: {err}") from err
     return model.eval(), card
+
+
+def export_encoder(model_path: str | Path, modality: str, out: str | Path) -> Path:
+    """Write one modality's encoder of a saved pretrained model, with its model card."""
+    model, settings = load_model(model_path)
+    if modality not in model.modalities:
+        raise CromssError(f"{model_path}: the {settings.get('fusion')} model has no {modality} "
+                          f"encoder")
+    origin = files.read_weights(model_path, ("settings",), "pretrained model").get("provenance")
+    return save_encoder(out, model, modality, settings, origin)

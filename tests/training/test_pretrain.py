@@ -16,7 +16,7 @@ from cromss.errors import CromssError
 from cromss.data.store import open_arrays
 from cromss.settings import Pretrain
 from cromss.training import pretrain
-from cromss.weights import encoders, files, trained
+from cromss.weights import files, trained
 from helpers.settings import PRETRAIN_SETTINGS as SETTINGS
 from helpers.stores import write_store
 
@@ -55,7 +55,7 @@ def test_split_is_seeded_disjoint_and_complete():
 def test_outputs_cards_and_log(uninterrupted, store, tmp_path):
     assert sorted(p.name for p in uninterrupted.iterdir()) == [
         "log.jsonl", "model.pt"]  # checkpoint removed at the end
-    encoders.export_encoder(uninterrupted / "model.pt", "s2", tmp_path / "encoder_s2.pt")
+    trained.export_encoder(uninterrupted / "model.pt", "s2", tmp_path / "encoder_s2.pt")
     payload = files.load(tmp_path / "encoder_s2.pt")
     card = payload["card"]
     assert card["variant"] == "midF" and card["modality"] == "s2" and card["in_channels"] == 9
@@ -130,9 +130,9 @@ def test_single_modal_variant_writes_only_its_encoder(store, tmp_path):
     settings = {**SETTINGS, "name": "s1-only", "fusion": "single_s1", "epochs": 1}
     pretrain.pretrain(store, Pretrain.parse(settings), tmp_path / "s1")
     assert sorted(p.name for p in (tmp_path / "s1").iterdir()) == ["log.jsonl", "model.pt"]
-    encoders.export_encoder(tmp_path / "s1" / "model.pt", "s1", tmp_path / "encoder_s1.pt")
+    trained.export_encoder(tmp_path / "s1" / "model.pt", "s1", tmp_path / "encoder_s1.pt")
     with pytest.raises(ValueError, match="no s2 encoder"):
-        encoders.export_encoder(tmp_path / "s1" / "model.pt", "s2", tmp_path / "encoder_s2.pt")
+        trained.export_encoder(tmp_path / "s1" / "model.pt", "s2", tmp_path / "encoder_s2.pt")
     assert not (tmp_path / "encoder_s2.pt").exists()
     record = read_log(tmp_path / "s1" / "log.jsonl")[0]
     assert record["kept_proportion"] == 1.0

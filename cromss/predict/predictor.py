@@ -29,7 +29,8 @@ from torch import nn
 from cromss import models
 from cromss.constants import DW_CLASSES, DW_COLORS, TASKS, input_normalisation
 from cromss.errors import CromssError
-from cromss.training.datasets import SIZE_MULTIPLE, normalise
+from cromss.normalisation import normalise
+from cromss.training.datasets import SIZE_MULTIPLE
 from cromss.weights import files
 from cromss.weights.released import released_model
 from cromss.weights.trained import load_downstream, load_model

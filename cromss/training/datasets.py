@@ -22,9 +22,10 @@ import torch
 from torch.utils.data import Dataset
 
 from cromss import smoothing
-from cromss.constants import IGNORE_INDEX, UINT8_MAX, input_normalisation, s2_band_indices
+from cromss.constants import IGNORE_INDEX, s2_band_indices
 from cromss.data.store import (LABEL_ARRAYS, check_label_values, chunk_name, open_array,
                                open_arrays, read_selections)
+from cromss.normalisation import model_input
 from cromss.settings import Pretrain
 from cromss.training.transforms import SIZE_MULTIPLE as SIZE_MULTIPLE  # the model input's multiple
 from cromss.training.transforms import Transform, centre_transform, random_transform
@@ -35,24 +36,6 @@ if TYPE_CHECKING:
 MODALITIES = ("s1", "s2")
 
 
-def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """The reference's input scaling (method §1; ``constants.NORMALISATION_RULE``): each band
-    (axis -3: one image or a batch) mapped from [mean - 2 std, mean + 2 std] to [0, 255], clipped, truncated to uint8
-    levels, then divided by 255 (NaN stays NaN)."""
-    centre = np.asarray(mean, dtype=np.float32)[:, None, None]
-    spread = np.asarray(std, dtype=np.float32)[:, None, None]
-    low = centre - 2 * spread
-    scaled = np.clip((image.astype(np.float32) - low) / (4 * spread) * UINT8_MAX, 0, UINT8_MAX)
-    return (np.floor(scaled) / UINT8_MAX).astype(np.float32)
-
-
-def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
-    """Stored bands of one modality (band, y, x; or a batch of them) -> the normalised model
-    input."""
-    norm = input_normalisation(modality, num_bands)
-    if modality == "s2" and num_bands != raw.shape[-3]:
-        raw = np.take(raw, s2_band_indices(num_bands), axis=-3)
-    return normalise(raw, norm["mean"], norm["std"])
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -36,13 +36,15 @@ def register(groups: Groups) -> None:
     p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss pretrain run`")
     p.add_argument("--modality", choices=("s1", "s2"), required=True,
                    help="the branch whose encoder is exported")
-    p.add_argument("--out", type=Path, required=True, help="encoder file to write")
+    p.add_argument("--out", type=Path, required=True, help="encoder file to write (and its "
+                   "published folder beside it: safetensors, Hub card, STAC item, torchgeo file)")
     p.set_defaults(func=_export_encoder)
 
     p = groups["weights"].add_parser("release", help="fetch a released CromSS checkpoint and "
                                      "write its S1 and S2 encoders with model cards")
     p.add_argument("--name", required=True, choices=RELEASES, help="released checkpoint")
     p.add_argument("--settings", help="data.real settings (JSON text or a YAML/JSON file)")
-    p.add_argument("--out", type=Path, required=True, help="writes OUT/encoder_{s1,s2}.pt")
+    p.add_argument("--out", type=Path, required=True, help="writes OUT/encoder_{s1,s2}.pt and "
+                   "their published folders OUT/encoder_{s1,s2}/")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_release_encoders)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cromss.constants import IGNORE_INDEX, S2_MEAN, S2_STD, input_normalisation
+from cromss.constants import IGNORE_INDEX
 from cromss.data.store import open_arrays
 from cromss import smoothing
 from cromss.settings import Pretrain
@@ -31,45 +31,6 @@ def store(tmp_path_factory) -> Path:
     return write_store(tmp_path_factory.mktemp("ds") / "nol.zarr")
 
 
-def test_normalise_clips_to_two_std_and_scales_to_unit_range():
-    image = np.array([[[-1e9, 0.0, 10.0, 1e9]]], dtype=np.float32)  # mean 0, std 5 -> [-10, 10]
-    np.testing.assert_allclose(datasets.normalise(image, [0.0], [5.0])[0, 0],
-                               [0, 127 / 255, 1, 1])  # uint8 levels: 127.5 truncates to 127
-
-
-def reference_img_clip(img, mean, std):
-    """The reference's ``img_clip`` (dataset/dwosm_dataset_lmdb.py), then its ``/255``."""
-    low, high = mean - 2 * std, mean + 2 * std
-    img = np.clip((img - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
-    return img.astype(np.float32) / 255
-
-
-@pytest.mark.parametrize("modality, bands", [("s1", 2), ("s2", 13), ("s2", 9)])
-def test_model_input_is_the_reference_uint8_scaling(modality, bands):
-    rng = np.random.default_rng(1)
-    raw = (rng.normal(-15, 8, (2, 16, 16)) if modality == "s1"
-           else rng.uniform(0, 6000, (13, 16, 16))).astype(np.float32)
-    norm = input_normalisation(modality, bands)
-    picked = raw if modality == "s1" else raw[list(datasets.s2_band_indices(bands))]
-    expected = np.stack([reference_img_clip(band, m, s)
-                         for band, m, s in zip(picked, norm["mean"], norm["std"], strict=True)])
-    got = datasets.model_input(raw, modality, bands)
-    np.testing.assert_allclose(got, expected, atol=1.01 / 255)  # float32 vs float64 at a level edge
-    assert np.mean(np.isclose(got, expected, atol=1e-7)) > 0.99
-    assert len(np.unique(got)) <= 256 and "uint8" in norm["quantisation"]
-
-
-def test_s2_input_selects_the_nine_bands_with_their_statistics():
-    raw = np.broadcast_to(np.asarray(S2_MEAN, np.float32)[:, None, None], (13, 2, 2)).copy()
-    raw[11] = S2_MEAN[11] + 2.01 * S2_STD[11]  # B11 above its upper bound
-    image = datasets.model_input(raw, "s2", 9)
-    assert image.shape == (9, 2, 2)
-    np.testing.assert_allclose(image[:7], 127 / 255, atol=1e-6)
-    np.testing.assert_allclose(image[7], 1.0, atol=1e-6)  # 8th of the 9 bands is B11
-    card = input_normalisation("s2", 9)
-    assert card["bands"] == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
-    with pytest.raises(ValueError, match="13 or 9"):
-        datasets.model_input(raw, "s2", 10)
 
 
 def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):

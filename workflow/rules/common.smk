@@ -3,6 +3,7 @@ import os
 import shlex
 
 from cromss.config import settings_param, variant_settings
+from cromss.weights.publish import PUBLISHED
 from cromss.weights.released import RELEASES
 
 CONDA_ENV = "../../environment.yml"  # used with --software-deployment-method conda
@@ -78,6 +79,11 @@ def finetune_settings():
 
 def encoder_file(weights, modality):
     return f"{RESULTS}/pretrain/{weights}/encoder_{modality}.pt"
+
+
+def published_files(weights, modality):
+    """The folder published beside an encoder: safetensors, Hub card, STAC item, torchgeo file."""
+    return [f"{RESULTS}/pretrain/{weights}/encoder_{modality}/{name}" for name in PUBLISHED]
 
 
 def runs(tasks, modalities, weights, settings, seeds):

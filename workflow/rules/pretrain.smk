@@ -1,5 +1,6 @@
 # CromSS pretraining on the noisy-label store: one job per variant, which also exports the encoder
-# of each of its modalities for transfer (one rule per set of modalities: outputs are static).
+# of each of its modalities for transfer, with its published folder (safetensors, Hub card, STAC
+# MLM item, torchgeo file; one rule per set of modalities: outputs are static).
 
 
 rule pretrain:
@@ -10,6 +11,8 @@ rule pretrain:
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=expand(encoder_file("{variant}", "{modality}"), modality=["s1", "s2"],
                         allow_missing=True),
+        published=expand(published_files("{variant}", "{modality}"), modality=["s1", "s2"],
+                         allow_missing=True),
     wildcard_constraints:
         variant=variants_with(["s1", "s2"]),
     params:
@@ -39,6 +42,7 @@ use rule pretrain as pretrain_s1 with:
         model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=[encoder_file("{variant}", "s1")],
+        published=published_files("{variant}", "s1"),
     wildcard_constraints:
         variant=variants_with(["s1"]),
 
@@ -48,5 +52,6 @@ use rule pretrain as pretrain_s2 with:
         model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=[encoder_file("{variant}", "s2")],
+        published=published_files("{variant}", "s2"),
     wildcard_constraints:
         variant=variants_with(["s2"]),

@@ -5,6 +5,7 @@ rule pretraining:
     input:
         expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
         [encoder_file(v, m) for v in VARIANTS for m in variant_modalities(v)],
+        [f for v in VARIANTS for m in variant_modalities(v) for f in published_files(v, m)],
 
 
 rule transfer:

@@ -1,5 +1,5 @@
 """The report stage's commands: ``cromss report tables | table4 | claims | calibration |
-long-table | figure | metrics-summary``."""
+long-table | noise-study | figure | metrics-summary``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from cromss.report.provenance import Provenance
 
 FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion", "samples", "predictions",
-           "ablation")
+           "ablation", "noise-study")
 PROVENANCE_HELP = ("the run's data, pretrain and finetune settings (or the parts "
                    "cromss.report.provenance reads): every table says where our rows come from")
 TABLE_TITLES = {"dfc2020": "Table 1: DFC2020 (PSPNet)", "dw": "Table 2: SSL4EO-S12@DW (DeepLabv3+)",
@@ -94,6 +94,16 @@ def register(groups: Groups) -> None:
     long.add_argument("--out", required=True, type=Path, help="results_long.csv")
     long.set_defaults(func=run_long_table)
 
+    noise = subparsers.add_parser("noise-study", help="selection precision and downstream mIoU "
+                                  "per label-noise level and variant, with bootstrap intervals")
+    noise.add_argument("--arm", nargs="+", action="append", required=True, metavar="ARG",
+                       help="LEVEL VARIANT LOG METRICS...: a noise level, a variant, its "
+                       "pretraining log.jsonl and the metrics.json of its downstream runs")
+    noise.add_argument("--modality", required=True, choices=("s1", "s2"),
+                       help="the modality transferred (its selection precision is reported)")
+    noise.add_argument("--out", required=True, type=Path, help="noise_study.csv")
+    noise.set_defaults(func=run_noise_study)
+
     figure = subparsers.add_parser("figure", help="one report figure as PNG")
     figure.add_argument("name", choices=FIGURES, help="the figure to draw")
     figure.add_argument("--pretrain-logs", nargs="*", default=[], type=Path, metavar="LOG",
@@ -106,7 +116,8 @@ def register(groups: Groups) -> None:
                         help="samples: a pretrained model.pt; predictions: NAME=model.pt each")
     figure.add_argument("--store", type=Path, help="the store the models run on")
     figure.add_argument("--count", type=int, default=4, help="samples or tiles shown")
-    figure.add_argument("--table", type=Path, help="ablation: table4.csv")
+    figure.add_argument("--table", type=Path,
+                        help="ablation: table4.csv; noise-study: noise_study.csv")
     figure.add_argument("--out", required=True, type=Path, help="the PNG to write")
     figure.set_defaults(func=run_figure)
 
@@ -236,16 +247,27 @@ def run_long_table(args: argparse.Namespace) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def run_noise_study(args: argparse.Namespace) -> None:
+    from cromss.report.noise_study import noise_table, parse_arm
+
+    table = noise_table([parse_arm(values) for values in args.arm], args.modality)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(table.to_csv(index=False, float_format="%.4f"))
+
+
 def run_figure(args: argparse.Namespace) -> None:
     from cromss.report import figures
     from cromss.report.tables import load_run
 
-    if args.name == "ablation":
+    if args.name in ("ablation", "noise-study"):
         import pandas as pd
 
+        from cromss.report.noise_study import noise_figure
+
         if args.table is None or not args.table.is_file():
-            raise ValueError(f"figure ablation needs --table table4.csv (got {args.table})")
-        figure = figures.ablation_bars(pd.read_csv(args.table))
+            raise CromssError(f"figure {args.name} needs --table, its CSV (got {args.table})")
+        draw_table = figures.ablation_bars if args.name == "ablation" else noise_figure
+        figure = draw_table(pd.read_csv(args.table))
     elif args.name in ("pretrain-curves", "selection"):
         if not args.pretrain_logs:
             raise CromssError(f"figure {args.name} needs --pretrain-logs")

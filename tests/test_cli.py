@@ -28,7 +28,7 @@ def test_every_command_is_a_group_then_a_command():
     assert {"data synth", "data fetch", "data ingest", "data inspect", "data scene",
             "pretrain run", "finetune run", "finetune group", "finetune evaluate",
             "weights export", "weights release", "report tables", "report table4",
-            "report claims", "report calibration", "report long-table",
+            "report claims", "report calibration", "report long-table", "report noise-study",
             "report figure", "report metrics-summary", "report plots-page", "map predict",
             "map figure"} == set(commands)
     for name, parser in commands.items():

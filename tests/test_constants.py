@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cromss import constants
-from cromss.training.datasets import normalise
+from cromss.normalisation import normalise
 
 METHOD = Path(__file__).resolve().parents[1].parent / "shared" / "method.md"
 REFERENCE_LINES = """

@@ -16,10 +16,12 @@ NOSEL = {"fusion": "middle", "s2_bands": 13, "selection": {"enabled": False},
 
 
 def tiny_study(workdir: Path) -> tuple[str, ...]:
-    """Snakemake arguments of the tiny config with a no-selection variant and two noise levels."""
+    """Snakemake arguments of the tiny config with two noise levels and one variant, without
+    selection (the cheapest plan that reaches every rule; the table's arithmetic for a selecting
+    variant is tested in tests/report/test_noise_study.py)."""
     def change(config: dict) -> None:
         config["pretrain"]["variants"]["midF-nosel"] = NOSEL
-        config["noise_study"] = {"levels": [0.1, 0.5]}
+        config["noise_study"] = {"levels": [0.1, 0.5], "variants": ["midF-nosel"]}
 
     study = with_config(workdir, "noise.yaml", TINY, change)
     return ("--configfile", str(study), "--replace-workflow-config")
@@ -53,11 +55,11 @@ def test_the_study_runs_on_the_tiny_config(tiny_run: Path, tmp_path: Path) -> No
     args = tiny_study(tmp_path)
     jobs = planned_jobs(tiny_run, *args, "noise_study")
     assert "store" not in jobs and "synthetic_world" not in jobs  # the tiny run's dw stores
-    assert jobs["noise_pretrain"] == 4 and jobs["noise_transfer"] == 4
+    assert jobs["noise_pretrain"] == 2 and jobs["noise_transfer"] == 2
     snakemake(tiny_run, "--cores", "2", *args, "noise_study")
     table = pd.read_csv(tiny_run / "results/noise_study/noise_study.csv")
-    assert sorted(zip(table["level"], table["variant"])) == [
-        (0.1, "midF"), (0.1, "midF-nosel"), (0.5, "midF"), (0.5, "midF-nosel")]
+    assert sorted(zip(table["level"], table["variant"])) == [(0.1, "midF-nosel"),
+                                                             (0.5, "midF-nosel")]
     numbers = table.drop(columns="variant").to_numpy(dtype=float)
     assert np.isfinite(numbers).all()
     for name in ("selection", "miou"):
@@ -67,10 +69,9 @@ def test_the_study_runs_on_the_tiny_config(tiny_run: Path, tmp_path: Path) -> No
     assert (table["seeds"] == 1).all() and (table["tiles"] >= 1).all()
     # the noisier world's labels are less often right
     label = table.set_index(["variant", "level"])["label_precision"]
-    assert label["midF", 0.1] > label["midF", 0.5]
+    assert label["midF-nosel", 0.1] > label["midF-nosel", 0.5]
     # without selection every labelled pixel is kept
-    nosel = table[table["variant"] == "midF-nosel"]
-    assert np.allclose(nosel["selection_precision"], nosel["label_precision"], atol=1e-3)
+    assert np.allclose(table["selection_precision"], table["label_precision"], atol=1e-3)
     assert (tiny_run / "results/figures/noise_study.png").stat().st_size > 10_000
     assert planned_jobs(tiny_run, *args, "noise_study") == {}
     snakemake(tiny_run, "--report", str(tmp_path / "report.html"), *args, "noise_study")

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cromss.cli import Groups
+    from cromss.parser import Groups
 
 
 def register(groups: Groups) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cromss.errors import CromssError
 
 if TYPE_CHECKING:
-    from cromss.cli import Groups
+    from cromss.parser import Groups
 
 
 def _check_predict_args(args: argparse.Namespace) -> None:

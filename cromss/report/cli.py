@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from cromss.cli import Groups
+    from cromss.parser import Groups
     from cromss.report.provenance import Provenance
 
 FIGURES = ("pretrain-curves", "selection", "class-iou", "confusion", "samples", "predictions",

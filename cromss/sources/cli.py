@@ -15,7 +15,7 @@ from cromss.config import load_settings, settings_source
 from cromss.settings import Real
 
 if TYPE_CHECKING:
-    from cromss.cli import Groups
+    from cromss.parser import Groups
 
 FETCHERS = {
     "noldo": ("cromss.sources.huggingface", "fetch_noldo"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cromss.cli import Groups
+    from cromss.parser import Groups
 
 from cromss.errors import CromssError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cromss.cli import Groups
+    from cromss.parser import Groups
 
 
 def _export_encoder(args: argparse.Namespace) -> int:

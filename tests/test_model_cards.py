@@ -1,4 +1,5 @@
-"""Model cards say where the weights come from, and the README's loading recipe works as written."""
+"""Model cards say where the weights come from, and the loading recipe of docs/encoders.md works as
+written."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ SETTINGS = {"encoder": "resnet18", "fusion": "middle", "s2_bands": 13,
             "decoder_channels": [16, 16, 8, 8, 8], "name": "midF", "lr": 0.005}
 
 
-def readme_block(heading: str) -> str:
-    section = (ROOT / "README.md").read_text().split(f"## {heading}\n", 1)[1].split("\n## ")[0]
+def doc_block(heading: str) -> str:
+    section = (ROOT / "docs" / "encoders.md").read_text().split(f"## {heading}\n", 1)[1].split("\n## ")[0]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -43,7 +44,7 @@ def test_readme_loads_an_exported_encoder_with_timm_and_smp(tiny_world, tmp_path
     encoders.save_encoder(path, model, "s2", SETTINGS, cards.provenance(tiny_world["nol"]))
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(readme_block("Using an exported encoder without cromss"), namespace)
+    exec(doc_block("Using an exported encoder without cromss"), namespace)
     expected = model.encoder("s2").state_dict()
     for loaded in (namespace["backbone"].state_dict(), namespace["model"].encoder.state_dict()):
         assert all(torch.equal(loaded[key], value) for key, value in expected.items())

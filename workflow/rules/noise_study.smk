@@ -4,7 +4,7 @@
 # stores (the label noise touches only the noisy NoL labels: cromss.data.synthetic), then one
 # table and one figure. Thin rules calling the same `cromss` commands as data/pretrain/transfer.
 
-rule noise_world:
+use rule synthetic_world as noise_world with:
     output:
         directory(f"{NOISE_DIR}/raw"),
     wildcard_constraints:
@@ -12,17 +12,10 @@ rule noise_world:
     params:
         settings=lambda w: as_json({**config["data"].get("synthetic", {}),
                                     "label_noise": float(w.level)}),
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/noise_study/noise{{level}}/world.log",
     benchmark:
         f"{BENCH}/noise_study/noise{{level}}/world.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    shell:
-        "cromss data synth --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule noise_nol_store:
@@ -49,7 +42,7 @@ rule noise_nol_store:
         " --shard-samples {params.shard_samples} --workers {threads} > {log:q} 2>&1"
 
 
-rule noise_pretrain:
+use rule pretrain as noise_pretrain with:
     input:
         f"{NOISE_DIR}/nol.zarr",
     output:
@@ -63,21 +56,10 @@ rule noise_pretrain:
         launcher=launcher,
         threads=threads_per_process,
         workdir=lambda w, output: os.path.dirname(output.model),
-    threads: 2
-    priority: 10
-    resources:
-        mem_mb=16000,
-        runtime=48 * 60,
-        **training_resources(),
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/noise_study/noise{{level}}/pretrain_{{variant}}.log",
     benchmark:
         f"{BENCH}/noise_study/noise{{level}}/pretrain_{{variant}}.tsv"
-    shell:
-        "{params.launcher} pretrain run --store {input:q} --settings {params.settings:q}"
-        " --threads {params.threads} --out {params.workdir:q} --export-encoders > {log:q} 2>&1"
 
 
 rule noise_transfer:

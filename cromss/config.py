@@ -20,8 +20,10 @@ import yaml
 from cromss.errors import CromssError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-FINETUNE_MATRIX = ("tasks", "modalities", "weights", "settings", "seeds", "ablation")
-"""Keys of the config's ``finetune`` section that choose the jobs rather than configure one."""
+FINETUNE_MATRIX = ("tasks", "modalities", "weights", "settings", "seeds", "ablation",
+                   "keep_models")
+"""Keys of the config's ``finetune`` section that choose the jobs (and what the workflow keeps of
+them) rather than configure one."""
 
 
 def settings_param(value: Any) -> str:

@@ -30,7 +30,8 @@ def _predict(args: argparse.Namespace) -> int:
     _check_predict_args(args)
     import torch
 
-    from cromss.predict.mapping import best_model, predict_map
+    from cromss.predict.mapping import predict_map
+    from cromss.training.best import best_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -27,29 +26,6 @@ log = logging.getLogger(__name__)
 GDAL_CACHE_MB = 128
 """GDAL's block cache while reading and writing (its default, 5 % of the RAM, would let memory
 grow with the scene up to that share)."""
-SCORE = ("strict", "mIoU")
-"""The score that ranks fine-tuned runs (``metrics.json``: strict-convention mIoU)."""
-
-
-def best_model(metrics: Sequence[str | Path]) -> tuple[Path, dict[str, Any]]:
-    """The ``model.pt`` beside the best of several ``metrics.json`` files (highest mIoU; the
-    first of equals), and its metrics."""
-    if not metrics:
-        raise CromssError("no metrics files to choose the best model from")
-    ranked = []
-    for path in map(Path, metrics):
-        result = json.loads(path.read_text())
-        try:
-            score = float(result[SCORE[0]][SCORE[1]])
-        except (KeyError, TypeError) as err:
-            raise CromssError(f"{path}: no {'.'.join(SCORE)} score") from err
-        ranked.append((score, path, result))
-    score, path, result = max(ranked, key=lambda item: item[0])
-    model = path.with_name("model.pt")
-    if not model.is_file():
-        raise FileNotFoundError(f"{model}: the best run's model (mIoU {score:.2f}) is missing")
-    log.info("best of %d runs: %s (mIoU %.2f)", len(ranked), model, score)
-    return model, result
 
 
 def predict_map(model: str | Path | Predictor, scene: Sequence[str | Path], out: str | Path, *,

@@ -1,5 +1,5 @@
 """Commands of the training stages: ``cromss pretrain run`` and ``cromss finetune run | group |
-evaluate``."""
+evaluate | best``."""
 
 from __future__ import annotations
 
@@ -81,8 +81,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _best(args: argparse.Namespace) -> int:
+    from cromss.training.best import save_best
+
+    save_best(args.metrics, args.out, args.choice)
+    return 0
+
+
 def register(groups: Groups) -> None:
-    """Add ``cromss pretrain run`` and ``cromss finetune run | group | evaluate``."""
+    """Add ``cromss pretrain run`` and ``cromss finetune run | group | evaluate | best``."""
     from cromss.constants import TASKS
 
     p = groups["pretrain"].add_parser("run", help="pretrain one CromSS variant on a store")
@@ -140,3 +147,12 @@ def register(groups: Groups) -> None:
                    help="one metrics JSON file per model, in the same order")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_evaluate)
+
+    p = groups["finetune"].add_parser("best", help="copy the model of the run with the highest "
+                                      "test mIoU, and say which run it is")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True,
+                   help="metrics.json of the candidate runs (each beside its model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="the best run's model, copied here")
+    p.add_argument("--choice", type=Path, required=True,
+                   help="JSON: the chosen run, its mIoU and the candidates")
+    p.set_defaults(func=_best)

@@ -3,7 +3,8 @@ model card), the encoders inside the released CromSS Lightning checkpoints, plai
 loading any of them into a network with errors that name the file and the bad keys.
 
 An encoder file is ``{"state_dict": ..., "card": ...}`` readable with ``torch.load(weights_only=True)``;
-the folder beside it (safetensors, Hub card, STAC item, torchgeo file) is :mod:`cromss.weights.publish`.
+its folder to publish (safetensors, Hub card, STAC item, torchgeo file) is
+:mod:`cromss.weights.publish`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from cromss.errors import CromssError
 from cromss.models import CromssModel
 from cromss.weights import files
 from cromss.weights.cards import model_card
-from cromss.weights.publish import publish_encoder
 
 if TYPE_CHECKING:
     from cromss.settings import Finetune
@@ -41,12 +41,11 @@ def encoder_checkpoint(model: CromssModel, modality: str, settings: Mapping[str,
 
 def save_encoder(path: str | Path, model: CromssModel, modality: str,
                  settings: Mapping[str, Any], origin: Mapping[str, Any] | None = None) -> Path:
-    """Write one modality's encoder and card to ``path`` atomically, and its published folder
-    beside it (:func:`cromss.weights.publish.publish_encoder`)."""
+    """Write one modality's encoder and card to ``path`` atomically (its folder to publish:
+    :func:`cromss.weights.publish.publish_encoder`)."""
     path = Path(path)
     checkpoint = encoder_checkpoint(model, modality, settings, origin)
     files.save(checkpoint, path)
-    publish_encoder(path, checkpoint["state_dict"], checkpoint["card"])
     return path
 
 

@@ -27,7 +27,8 @@ def items(tmp_path_factory) -> dict[str, dict]:
     for modality in ("s1", "s2"):
         path = encoders.save_encoder(folder / f"encoder_{modality}.pt", model, modality, SETTINGS,
                                      cards.provenance())
-        out[modality] = json.loads((publish.published_dir(path) / "item.json").read_text())
+        publish.publish_encoder_file(path, folder / f"encoder_{modality}")
+        out[modality] = json.loads((folder / f"encoder_{modality}" / "item.json").read_text())
     return out
 
 

@@ -3,6 +3,7 @@ and one end-to-end run of the whole DAG on a tiny config."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import pytest
 from helpers import ROOT
 from helpers.workflow import (TINY, TINY_ARGS, copy_workflow, planned_jobs, run_command, snakemake,
                               with_config)
-
 
 
 @pytest.fixture
@@ -89,6 +89,18 @@ def test_whole_dag_on_a_tiny_config(tiny_run):
     assert (tiny_run / "results/maps/synthetic/best-dw.qml").is_file()  # class names for QGIS
     assert (tiny_run / "results/maps/synthetic/best-dw.png").stat().st_size > 10_000
     assert planned_jobs(tiny_run, *TINY_ARGS) == {}
+    # of the runs' models only the best dw run's copy is kept (finetune.keep_models: false); the
+    # predictions figures were made from them before they went
+    finetune = tiny_run / "results/finetune"
+    assert not [p for p in finetune.rglob("model.pt") if ".complete" not in p.parts
+                and p.parent.name != "best"]
+    choice = json.loads((finetune / "dw/best/choice.json").read_text())
+    assert (finetune / "dw/best/model.pt").read_bytes() == (
+        tiny_run / choice["run"] / ".complete/model.pt").read_bytes()
+    assert choice["value"] == max(json.loads((tiny_run / m).read_text())["strict"]["mIoU"]
+                                  for m in choice["chosen_from"])
+    assert sorted(p.parent.name for p in finetune.glob("*/predictions.png")) == ["dfc2020", "dw",
+                                                                                 "osm"]
     job_logs = list((tiny_run / "results/logs").rglob("*.log"))
     assert len(job_logs) > 40
     for job_log in job_logs:  # every job's log opens with its header
@@ -121,7 +133,7 @@ def test_a_changed_value_reruns_exactly_its_downstream(tiny_run):
     assert set(jobs) == {"transfer_runs", "ablation_transfer_runs", "transfer_table",
                          "ablation_table", "claims_table", "long_table", "transfer_figure",
                          "predictions_figure", "ablation_figure", "metrics_summary", "scene_map",
-                         "map_figure", "all"}
+                         "map_figure", "best_model", "all"}
 
     world = with_config(tiny_run, "world.yaml", TINY,
                         lambda c: c["data"]["synthetic"].update(label_noise=0.2))
@@ -145,6 +157,7 @@ def test_dvc_push_then_pull_in_a_fresh_clone_plans_nothing(tiny_run):
     assert (clone / "results/tables/table3.csv").read_text() == (
         tiny_run / "results/tables/table3.csv").read_text()
     assert planned_jobs(clone, "results/tables/table3.csv", *TINY_ARGS) == {}
+    assert planned_jobs(clone, *TINY_ARGS) == {}  # the maps too: their model is versioned
 
 
 def test_jobs_that_write_tables_figures_and_quicklooks_do_not_import_torch():

@@ -2,7 +2,7 @@
 import os
 import shlex
 
-from cromss.config import settings_param, variant_settings
+from cromss.config import FINETUNE_MATRIX, settings_param, variant_settings
 from cromss.weights.publish import PUBLISHED
 from cromss.weights.released import RELEASES
 
@@ -72,8 +72,7 @@ def pretrain_settings(variant):
 def finetune_settings():
     """The fine-tuning settings a job reads (not the matrix lists), with the encoder architecture
     of the random-init baseline."""
-    matrix = {"tasks", "modalities", "weights", "settings", "seeds", "ablation"}
-    settings = {k: v for k, v in FT.items() if k not in matrix}
+    settings = {k: v for k, v in FT.items() if k not in FINETUNE_MATRIX}
     return {**settings, "encoder": config["pretrain"]["encoder"]}
 
 
@@ -82,8 +81,20 @@ def encoder_file(weights, modality):
 
 
 def published_files(weights, modality):
-    """The folder published beside an encoder: safetensors, Hub card, STAC item, torchgeo file."""
-    return [f"{RESULTS}/pretrain/{weights}/encoder_{modality}/{name}" for name in PUBLISHED]
+    """An encoder's folder to publish (safetensors, Hub card, STAC item, torchgeo file), built on
+    request (`snakemake --cores all published`) outside the versioned results/pretrain."""
+    return [f"{RESULTS}/published/{weights}/encoder_{modality}/{name}" for name in PUBLISHED]
+
+
+def best_model_file(task):
+    """The copy of the task's best fine-tuned model (highest test mIoU of all its runs)."""
+    return f"{RESULTS}/finetune/{task}/best/model.pt"
+
+
+def predictions_figure(task):
+    """Test tiles predicted by one run per weights: made in the transfer stage, from run models
+    that are deleted afterwards unless finetune.keep_models."""
+    return f"{RESULTS}/finetune/{task}/predictions.png"
 
 
 def runs(tasks, modalities, weights, settings, seeds):
@@ -104,6 +115,16 @@ def runs(tasks, modalities, weights, settings, seeds):
 def group_outputs(name, settings):
     """One output file of every run (settings x seeds) of a fine-tuning group."""
     return expand(f"{FT_DIR}/{name}", setting=settings, seed=FT["seeds"], allow_missing=True)
+
+
+def run_models(models):
+    """Fine-tuning runs' model files: deleted once the jobs that read them (best model,
+    predictions figure) are done, unless finetune.keep_models (metrics and logs are kept)."""
+    return models if FT.get("keep_models") else [temp(m) for m in models]
+
+
+def group_models(settings):
+    return run_models(group_outputs("model.pt", settings))
 
 
 def group_run_dir(wildcards):
@@ -228,7 +249,8 @@ PRETRAIN_FIGURES = ["pretrain_curves", "selection", "samples"] if VARIANTS else 
 FIGURES = [
     *[f"{RESULTS}/figures/{name}.png" for name in PRETRAIN_FIGURES],
     *[f"{RESULTS}/figures/{t}_{name}.png" for t in FT["tasks"]
-      for name in ("class_iou", "confusion", "predictions")],
+      for name in ("class_iou", "confusion")],
+    *[predictions_figure(t) for t in FT["tasks"]],
     *[f"{RESULTS}/metrics/pretrain_curves.csv", f"{RESULTS}/metrics/plots_page.html"]
     * bool(VARIANTS),
     *[f"{RESULTS}/figures/ablation.png"] * bool(VARIANTS),

@@ -137,7 +137,7 @@ rule predictions_figure:
         models=lambda w: [f"{FT_DIR}/model.pt".format(**r) for r in prediction_runs(w.task)],
         test=lambda w: store(f"{w.task}_test"),
     output:
-        report(f"{RESULTS}/figures/{{task}}_predictions.png", category="Transfer",
+        report(predictions_figure("{task}"), category="Transfer",
                subcategory="{task}", caption="../report/predictions.rst"),
     params:
         models=lambda w, input: [f"{r['weights']}={path}"

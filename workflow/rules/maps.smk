@@ -21,14 +21,12 @@ rule synthetic_scene:
 
 rule scene_map:
     input:
-        unpack(map_model_inputs),
+        model=lambda w: map_model(w.model),
         scene=lambda w: scene_inputs(w.scene),
     output:
         map=f"{MAP_DIR}/{{model}}.tif",
         confidence=f"{MAP_DIR}/{{model}}_confidence.tif",
     params:
-        model=lambda w, input: "--best-of" if "metrics" in input.keys() else "--model",
-        model_files=lambda w, input: input.metrics if "metrics" in input.keys() else input.model,
         tiling=lambda w: (f"--tile {MAPS.get('tile', 256)} --overlap {MAPS.get('overlap', 64)}"
                           f" --batch-size {MAPS.get('batch_size', 8)}"),
     threads: 2
@@ -43,7 +41,7 @@ rule scene_map:
     benchmark:
         f"{BENCH}/maps/{{scene}}_{{model}}.tsv"
     shell:
-        "cromss map predict {params.model} {params.model_files:q} --scene {input.scene:q}"
+        "cromss map predict --model {input.model:q} --scene {input.scene:q}"
         " --out {output.map:q} --confidence {output.confidence:q} {params.tiling}"
         " --threads {threads} > {log:q} 2>&1"
 

@@ -15,18 +15,13 @@ def scene_inputs(scene):
     return [f"{SCENE_DIR}/{scene}"] if "synthetic" in entry else list(entry["files"])
 
 
-def best_runs(model):
-    """The fine-tuning runs a `best: <task>` model is chosen from (every run of that task)."""
-    return table_runs(MAP_MODELS[model]["best"])
+def map_model(model):
+    """The model file of a map: the task's best fine-tuned model, or the config's path."""
+    entry = MAP_MODELS[model]
+    return best_model_file(entry["best"]) if "best" in entry else entry["path"]
 
 
-def map_model_inputs(wildcards):
-    entry = MAP_MODELS[wildcards.model]
-    if "best" in entry:
-        runs = best_runs(wildcards.model)
-        return {"metrics": metrics_files(runs),
-                "models": [f"{FT_DIR}/model.pt".format(**r) for r in runs]}
-    return {"model": entry["path"]}
+BEST_MODELS = sorted({best_model_file(m["best"]) for m in MAP_MODELS.values() if "best" in m})
 
 
 def map_truth(wildcards):

@@ -68,7 +68,7 @@ rule noise_transfer:
         test=store(f"{NOISE['task']}_test"),
         encoder=f"{NOISE_DIR}/pretrain/{{variant}}/encoder_{NOISE['modality']}.pt",
     output:
-        models=expand(f"{NOISE_RUN}/model.pt", seed=FT["seeds"], allow_missing=True),
+        models=run_models(expand(f"{NOISE_RUN}/model.pt", seed=FT["seeds"], allow_missing=True)),
         metrics=expand(f"{NOISE_RUN}/metrics.json", seed=FT["seeds"], allow_missing=True),
     wildcard_constraints:
         level=r"\d+(\.\d+)?",

@@ -195,8 +195,8 @@ def bilinear_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...],
     two north-up grids of one CRS, as float64, bit for bit: the source pixel of each output pixel
     through the inverse geotransform (columns through the approximate transformer), the weights,
     sums and division of GDAL's ``GWKBilinearResample4Sample``. None where GDAL would do
-    otherwise: an output pixel without its four source pixels, a row of up to 5 pixels (warped
-    exactly), a warp GDAL splits into chunks."""
+    otherwise: a source finer than the grid (a wider kernel), an output pixel without its four
+    source pixels, a row of up to 5 pixels (warped exactly), a warp GDAL splits into chunks."""
     bands, height, width = work.shape
     if grid.shape[1] <= 5 or 8 * bands * (height * width + grid.shape[0] * grid.shape[1]) > (
             WARP_MEMORY):
@@ -211,7 +211,8 @@ def bilinear_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...],
     rows = -y0 / dy + (grid.transform[3] + (np.arange(grid.shape[0]) + 0.5)
                        * grid.transform[5]) * (1.0 / dy)
     ix, iy = np.floor(columns - 0.5).astype(np.int64), np.floor(rows - 0.5).astype(np.int64)
-    if ix.min() < 0 or ix.max() + 1 >= width or iy.min() < 0 or iy.max() + 1 >= height:
+    finer = abs(dx) < abs(grid.transform[1]) or abs(dy) < abs(grid.transform[5])
+    if finer or ix.min() < 0 or ix.max() + 1 >= width or iy.min() < 0 or iy.max() + 1 >= height:
         return None
     rx, ry = 1.5 - (columns - ix), (1.5 - (rows - iy))[:, None]
     weights = (rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry))

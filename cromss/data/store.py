@@ -76,11 +76,12 @@ warnings.filterwarnings("ignore", message=rf"Object at {re.escape(SNAKEMAKE_MARK
 
 
 def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """The S2 bands ``(band, y, x)`` read from ``path`` as float32 L1C digital numbers, NaN where
-    there is no data; ValueError naming the file for data that cannot be L1C.
+    """The S2 bands ``(band, y, x)`` read from ``path`` as L1C digital numbers (uint16 from
+    integer files, as they are; float32 with NaN where there is no data from float files);
+    ValueError naming the file for data that cannot be L1C.
 
-    - integers: digital numbers as they are; negative values are refused (a signed type holding
-      a nodata code or wrapped values is not L1C; write uint16 with nodata 0, or float with NaN)
+    - integers: negative values are refused (a signed type holding a nodata code or wrapped
+      values is not L1C; write uint16 with nodata 0, or float with NaN)
     - floats: NaN (and the raster's nodata) = no data, flagged per pixel in ``s2_nodata``; finite
       values all in [0, 2] are reflectance and become ``round(reflectance x 10000)``; otherwise
       they are digital numbers; negative values or values above 65535 are refused
@@ -89,6 +90,8 @@ def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     data = np.asarray(data)
     if data.dtype.kind not in "uif":
         raise CromssError(f"{path}: S2 of type {data.dtype} is not numeric")
+    if data.dtype == np.uint16:
+        return data
     values = data.astype(np.float32)
     finite = np.isfinite(values)
     empty = [i for i in range(values.shape[0]) if not finite[i].any()]
@@ -102,7 +105,7 @@ def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
         return np.rint(values * S2_QUANTIFICATION)
     if high > DN_MAX:
         raise CromssError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
-    return values
+    return values if data.dtype.kind == "f" else data.astype(np.uint16)
 
 
 def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Sequence[str],
@@ -149,7 +152,7 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
     if s2.dtype.kind == "f":
         s2_nodata = ~np.isfinite(s2).all(axis=2)
         s2 = np.where(np.isfinite(s2), s2, 0)
-    if s2.size and (s2.min() < 0 or s2.max() > DN_MAX):
+    if s2.dtype != np.uint16 and s2.size and (s2.min() < 0 or s2.max() > DN_MAX):
         raise CromssError(f"s2 values {s2.min()}..{s2.max()} outside the uint16 range of L1C "
                           "digital numbers (see s2_digital_numbers)")
     n, t, _, h, w = s1.shape

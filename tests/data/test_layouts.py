@@ -202,3 +202,39 @@ def test_north_up_nearest_resampling_is_what_gdal_computes():
         padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
         expected = _gdal_warp(padded, source, grid, True, 255)
         assert np.array_equal(resample_onto(data, source, grid, nearest=True, fill=255), expected)
+
+
+def test_north_up_bilinear_of_integer_bands_is_what_gdal_computes():
+    """20 m and 60 m bands onto the 10 m grid in numpy give GDAL's bilinear float64 values bit
+    for bit (the stores hold their rounding, so a half-way value must round as GDAL's does); a
+    shifted band of the grid's resolution too, and a finer band is left to GDAL."""
+    from cromss.data.layouts.rasters import Grid, _gdal_warp, bilinear_axis_aligned, resample_onto
+
+    rng = np.random.default_rng(3)
+    size = 264
+    for pixel, origin in ((9.0e-5, (4.99, 51.65)), (10.0, (500000.0, 4000000.0))):
+        grid = Grid(4326, (origin[0], pixel, 0.0, origin[1], 0.0, -pixel), (size, size),
+                    (0, 0, 0, 0))
+        for factor in (2, 6):
+            own = pixel * factor  # the downloader's origin: first centre - own pixel / 2
+            source = Grid(4326, (origin[0] + pixel / 2 - own / 2, own, 0.0,
+                                 origin[1] - pixel / 2 + own / 2, 0.0, -own),
+                          (size // factor, size // factor), (0, 0, 0, 0))
+            data = rng.integers(0, 5000, (3, size // factor, size // factor)).astype(np.uint16)
+            padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
+            ours = bilinear_axis_aligned(padded, source.transform, grid)
+            assert ours is not None
+            assert np.array_equal(ours, _gdal_warp(padded, source, grid, False, 0))
+            # as the stores were warped before: float64 with NaN as no data
+            float_warp = _gdal_warp(padded.astype(np.float64), source, grid, False, 0)
+            assert np.array_equal(ours, float_warp)
+    for factor, ours_too in ((1, True), (0.5, False)):
+        size, own = 32, 10.0 * factor
+        grid = Grid(32632, (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0), (32, 32), (0, 0, 0, 0))
+        source = Grid(32632, (500000.0 + 0.3 * own, own, 0.0, 4000000.0 - 0.2 * own, 0.0, -own),
+                      (int(size / factor),) * 2, (0, 0, 0, 0))
+        data = rng.integers(0, 5000, (2, *source.shape)).astype(np.uint16)
+        padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        assert (bilinear_axis_aligned(padded, source.transform, grid) is not None) == ours_too
+        gdal = _gdal_warp(padded.astype(np.float64), source, grid, False, 0)
+        assert np.array_equal(resample_onto(data, source, grid), np.rint(gdal).astype(np.uint16))

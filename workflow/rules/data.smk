@@ -58,6 +58,8 @@ rule store_init:
         CONDA_ENV
     log:
         f"{LOGS}/store/{{store}}.init.log",
+    benchmark:
+        f"{BENCH}/store/{{store}}.init.tsv"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -124,24 +124,29 @@ def resample_onto(data: np.ndarray, source: Grid, grid: Grid, *, nearest: bool =
     """``data`` (bands, h, w) on ``source`` -> (bands, H, W) on ``grid`` by the transforms.
 
     The source is padded by one edge pixel first, so that a grid whose edge lies within one source
-    pixel of the source's edge is fully covered; what lies farther out gets ``fill``. Nearest
-    neighbour between north-up grids of one CRS (the NoLDO labels) is computed in numpy, exactly
-    as GDAL's warper does it but without its set-up per call; everything else goes through GDAL
-    (bilinear in numpy would differ from GDAL by one digital number where a value falls exactly
-    half-way, and change the stores).
+    pixel of the source's edge is fully covered; what lies farther out gets ``fill``. Between
+    north-up grids of one CRS, nearest neighbour (the NoLDO labels) and bilinear of integer bands
+    (the 20 m / 60 m S2 bands) are computed in numpy with GDAL's arithmetic, step for step, so
+    the values are GDAL's bit for bit (a bilinear value that falls half-way between two digital
+    numbers rounds as GDAL's does); everything else goes through GDAL's warper.
     """
     if source.epsg == grid.epsg and source.shape == grid.shape and _close(
             source.transform, grid.transform, grid.pixel * 1e-6):
         return data
     padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    work = padded.astype(np.float64) if not nearest else padded
-    if nearest and source.epsg == grid.epsg and _axis_aligned(source) and _axis_aligned(grid):
+    # floats warp as float64 (NaN = no data); integers as they are, into float64 for bilinear
+    work = padded.astype(np.float64) if data.dtype.kind == "f" and not nearest else padded
+    aligned = source.epsg == grid.epsg and _axis_aligned(source) and _axis_aligned(grid)
+    out = None
+    if aligned and nearest:
         out = nearest_axis_aligned(work, source.transform, grid, fill)
-    else:
+    elif aligned and work.dtype.kind in "ui":
+        out = bilinear_axis_aligned(work, source.transform, grid)
+    if out is None:
         out = _gdal_warp(work, source, grid, nearest, fill)
-    if data.dtype.kind in "ui":
-        info = np.iinfo(data.dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
+    if data.dtype.kind in "ui" and out.dtype.kind == "f":
+        # bilinear weights are convex: values stay within the source's range and the fill
+        out = np.rint(out, out=out)
     return out.astype(data.dtype)
 
 
@@ -171,6 +176,58 @@ def nearest_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], 
     return out
 
 
+WARP_MEMORY = 32 << 20
+"""Bytes of float64 source and output up to which GDAL warps in one chunk, the case that
+:func:`bilinear_axis_aligned` reproduces (GDAL's default limit is 64 MB)."""
+
+
+def _approx_columns(count: int, x0: float, dx: float, inverse: tuple[float, float]) -> np.ndarray:
+    """Source columns of the output pixel centres as GDAL's approximate transformer gives them
+    for a row: the first and last exactly, the others interpolated linearly between."""
+    ends = [inverse[0] + (x0 + centre * dx) * inverse[1] for centre in (0.5, count - 0.5)]
+    centres = np.arange(count) + 0.5
+    return ends[0] + (ends[1] - ends[0]) / (count - 1.0) * (centres - 0.5)
+
+
+def bilinear_axis_aligned(work: np.ndarray, source_transform: tuple[float, ...], grid: Grid
+                          ) -> np.ndarray | None:
+    """GDAL's bilinear warp of integer bands ``work`` (the source padded by one pixel) between
+    two north-up grids of one CRS, as float64, bit for bit: the source pixel of each output pixel
+    through the inverse geotransform (columns through the approximate transformer), the weights,
+    sums and division of GDAL's ``GWKBilinearResample4Sample``. None where GDAL would do
+    otherwise: a source finer than the grid (a wider kernel), an output pixel without its four
+    source pixels, a row of up to 5 pixels (warped exactly), a warp GDAL splits into chunks."""
+    bands, height, width = work.shape
+    if grid.shape[1] <= 5 or 8 * bands * (height * width + grid.shape[0] * grid.shape[1]) > (
+            WARP_MEMORY):
+        return None
+    from affine import Affine
+
+    # the padded source's geotransform, composed as _gdal_warp passes it to GDAL
+    x0, dx, _, y0, _, dy = (Affine.from_gdal(*source_transform)
+                            @ Affine.translation(-1, -1)).to_gdal()
+    columns = _approx_columns(grid.shape[1], grid.transform[0], grid.transform[1],
+                              (-x0 / dx, 1.0 / dx))
+    rows = -y0 / dy + (grid.transform[3] + (np.arange(grid.shape[0]) + 0.5)
+                       * grid.transform[5]) * (1.0 / dy)
+    ix, iy = np.floor(columns - 0.5).astype(np.int64), np.floor(rows - 0.5).astype(np.int64)
+    finer = abs(dx) < abs(grid.transform[1]) or abs(dy) < abs(grid.transform[5])
+    if finer or ix.min() < 0 or ix.max() + 1 >= width or iy.min() < 0 or iy.max() + 1 >= height:
+        return None
+    rx, ry = 1.5 - (columns - ix), (1.5 - (rows - iy))[:, None]
+    weights = (rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry))
+    columns_at = [np.take(work, ix + step, axis=2) for step in (0, 1)]  # (bands, h, W) each
+    out = np.multiply(np.take(columns_at[0], iy, axis=1), weights[0])  # GDAL: 0 + the first term
+    term = np.empty_like(out)
+    for weight, (row, column) in zip(weights[1:], ((0, 1), (1, 0), (1, 1)), strict=True):
+        np.multiply(np.take(columns_at[column], iy + row, axis=1), weight, out=term)
+        out += term
+    divisor = ((weights[0] + weights[1]) + weights[2]) + weights[3]
+    inexact = divisor != 1.0
+    out[:, inexact] /= divisor[inexact]
+    return out
+
+
 def _gdal_warp(work: np.ndarray, source: Grid, grid: Grid, nearest: bool, fill: float
                ) -> np.ndarray:
     """rasterio's ``reproject`` of ``work`` (the source padded by one pixel) onto ``grid``; bands
@@ -183,9 +240,10 @@ def _gdal_warp(work: np.ndarray, source: Grid, grid: Grid, nearest: bool, fill: 
     src_nodata = np.nan if work.dtype.kind == "f" and not nearest else None
     split = src_nodata is not None and len(work) > 1 and np.isnan(work).any()
     groups = [work[i:i + 1] for i in range(len(work))] if split else [work]
+    out_type = work.dtype if nearest else np.float64
     out = []
     for bands in groups:
-        warped = np.full((bands.shape[0], *grid.shape), fill, dtype=work.dtype)
+        warped = np.full((bands.shape[0], *grid.shape), fill, dtype=out_type)
         reproject(bands, warped, src_transform=source.affine @ Affine.translation(-1, -1),
                   src_crs=CRS.from_epsg(source.epsg), dst_transform=grid.affine,
                   dst_crs=CRS.from_epsg(grid.epsg), src_nodata=src_nodata, dst_nodata=fill,

@@ -128,7 +128,8 @@ def bench_pretrain(stores: dict[str, Path], size: dict[str, Any], device: torch.
 def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.device,
                  mode: str) -> dict[str, Any]:
     """Late fusion (the heavier loader: same items, two full nets) in ``mode``: the trainer's
-    step fed by a DataLoader as the trainer builds it, with N workers; the GPU's busy share is the
+    step fed by a DataLoader as the trainer builds it, with N workers, and the batch prepared on
+    the device (targets, scaling, augmentation) as the trainer does; the GPU's busy share is the
     samples per second over those of the same step on a resident batch."""
     settings = pretrain_settings("late", size)
     batch_size = size["batch"]
@@ -149,7 +150,7 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
                                              persistent_workers=False)
         started, count = None, 0
         for k, batch in enumerate(loader):
-            step.batch = to_device(batch, device, channels_last)
+            step.batch = to_device(dataset.prepare(batch, device), device, channels_last)
             step.cromss()
             if k == per_round - 1:
                 synchronize(device)

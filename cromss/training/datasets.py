@@ -148,10 +148,10 @@ class PretrainDataset(_StoreDataset):
             label = noisy.copy()
             ignore_nodata(label, arrays)
             s2 = arrays["s2"]
-            item = {"s1": np.ascontiguousarray(arrays["s1"]), "noisy": noisy, "label": label,
-                    "s2": s2[bands] if len(bands) != len(s2) else np.ascontiguousarray(s2),
-                    **({"truth": np.ascontiguousarray(arrays["truth"])} if "truth" in arrays
-                       else {}),
+            # views of the decoded chunks: the collation copies them once, into the batch
+            item = {"s1": arrays["s1"], "noisy": noisy, "label": label,
+                    "s2": s2[bands] if len(bands) != len(s2) else s2,
+                    **({"truth": arrays["truth"]} if "truth" in arrays else {}),
                     **({"labels": labels} if self.prepare.smoothing is not None else {})}
             items.append({**{key: torch.from_numpy(value) for key, value in item.items()},
                           "season": torch.tensor(season),
@@ -202,7 +202,8 @@ class SegmentationDataset(_StoreDataset):
     """Downstream tiles of one modality with their exact labels.
 
     ``crop`` given: training items with a random crop, flips and rotation seeded by
-    ``(seed, epoch, index)``; ``crop=None``: the whole tile, untouched, for evaluation.
+    ``(seed, epoch, index)``; ``crop=None``: the whole tile, untouched, for evaluation. Items are
+    asked for by index (at the epoch of :meth:`set_epoch`) or by ``(epoch, index)``.
     """
 
     def __init__(self, path: str | os.PathLike, *, modality: str, s2_bands: int = 13,
@@ -226,13 +227,16 @@ class SegmentationDataset(_StoreDataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Tiles ``indices`` (a DataLoader batch), their arrays read together (or taken from
+    def __getitems__(self, wanted: Sequence[int | tuple[int, int]]
+                     ) -> list[dict[str, torch.Tensor]]:
+        """Tiles ``wanted`` (a DataLoader batch), their arrays read together (or taken from
         :data:`TILE_CACHE`)."""
-        rngs = [np.random.default_rng((self.seed, self.epoch, index)) for index in indices]
+        pairs = [key if isinstance(key, tuple) else (self.epoch, key) for key in wanted]
+        indices = [int(index) for _, index in pairs]
+        rngs = [np.random.default_rng((self.seed, int(epoch), index)) for epoch, index in pairs]
         seasons = [int(rng.integers(self.num_seasons)) if self.crop else 0 for rng in rngs]
         names = ("label", *self.pixel_arrays([self.modality]))
         keys = [(self.identity, names, index, season)

@@ -179,6 +179,25 @@ def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):
     assert torch.equal(in_workers["image"], in_process["image"])
 
 
+def test_persistent_workers_draw_each_epoch_from_the_indices_epoch(store):
+    """Fine-tuning keeps its workers across epochs: the epoch comes with each index."""
+    from cromss.training import distributed
+
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=2)
+    sampler = distributed.ResumableSampler(ds, distributed.setup(), seed=2)
+    loader = DataLoader(ds, batch_size=3, sampler=distributed.EpochIndices(sampler),
+                        num_workers=2, persistent_workers=True)
+    images = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        ds.set_epoch(epoch)  # the main process's copy only: the workers never see it
+        order = list(sampler)
+        images.append(torch.cat([batch["image"] for batch in loader]))
+        expected = torch.stack([ds[index]["image"] for index in order])
+        assert torch.equal(images[-1], expected)
+    assert not torch.equal(images[0], images[1])
+
+
 def test_segmentation_dataset_whole_tile_for_evaluation(store):
     ds = datasets.SegmentationDataset(store, modality="s2", s2_bands=13)
     item = ds[0]

@@ -55,7 +55,9 @@ class BatchPreparation:
         else:
             floats["soft"] = one_hot(noisy, self.num_classes)
             hard = 1.0
-        maps: dict[str, Tensor] = {key: moved[key] for key in ("label", "truth") if key in moved}
+        # int64 copies: moved in place below, never the loader's tensors (on the CPU, ``to`` keeps them)
+        maps: dict[str, Tensor] = {key: moved[key].long() for key in ("label", "truth")
+                                   if key in moved}
         # the reference moves the target's prior part like the image (bilinear) and its hard
         # part, (1 - alpha - beta) Z (all of it without smoothing), as the nearest-neighbour
         # moved labels; flips move both alike
@@ -72,7 +74,7 @@ class BatchPreparation:
         if turned and hard:
             floats["soft"][on_device] += hard * one_hot(maps["label"][on_device],
                                                         self.num_classes)
-        return {**floats, **{key: value.long() for key, value in maps.items()}}
+        return {**floats, **maps}
 
 
 def unsigned_on(values: Tensor, device: torch.device) -> Tensor:

@@ -72,7 +72,7 @@ def forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], epoch: in
                  settings: Pretrain, amp_dtype: torch.dtype | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """A training step's forward pass (under autocast in ``amp_dtype``, None for float32) and
-    its :func:`variant_loss` in float32, from a batch of the :class:`PretrainDataset`."""
+    its :func:`variant_loss` in float32, from a batch made by ``PretrainDataset.prepare``."""
     autocast = (torch.autocast(batch["label"].device.type, dtype=amp_dtype)
                 if amp_dtype is not None else contextlib.nullcontext())
     with autocast:

@@ -62,6 +62,7 @@ def test_loader_busy_share_and_cores_per_gpu(results):
     for row in loader["rows"]:
         assert row["samples_per_s"] > 0 and 0 < row["gpu_busy_share"] <= 1
     assert loader["cores_per_gpu"] >= 1 and loader["resident_samples_per_s"] > 0
+    assert loader["prepare_s_per_batch"] > 0
 
 
 def test_finetuning_steps_and_metrics(results):

@@ -21,10 +21,10 @@ def gaussian_kernel(sigma: float, truncate: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def reflect_indices(size: int, radius: int, stop: int | None = None) -> Tensor:
-    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode
-    (numpy's ``symmetric``), from -``radius`` up to ``stop`` (default ``size + radius``)."""
-    positions = torch.arange(-radius, size + radius if stop is None else stop) % (2 * size)
+def reflect_indices(size: int, radius: int, after: int | None = None) -> Tensor:
+    """Source index of each position of an axis padded in scipy's ``reflect`` mode by ``radius``
+    before it and ``after`` (default ``radius``) after it."""
+    positions = torch.arange(-radius, size + (radius if after is None else after)) % (2 * size)
     return torch.where(positions < size, positions, 2 * size - 1 - positions)
 
 
@@ -128,10 +128,15 @@ class GaussianFilter:
         blocks on both axes for the banded filter."""
         if not self.banded:
             return maps
-        rows, columns = (reflect_indices(size, self.radius, band_length(size, self.radius)
-                                         - self.radius).to(maps.device)
-                         for size in (self.height, self.width))
-        return maps.index_select(-2, rows).index_select(-1, columns)
+        for axis, size in ((-2, self.height), (-1, self.width)):
+            after = band_length(size, self.radius) - size - self.radius
+            if max(self.radius, after) <= size:  # the edges mirrored (scipy's reflect): fast
+                maps = torch.cat([maps.narrow(axis, 0, self.radius).flip(axis), maps,
+                                  maps.narrow(axis, size - after, after).flip(axis)], dim=axis)
+            else:  # pads wider than the map, reflected again and again
+                maps = maps.index_select(axis, reflect_indices(size, self.radius, after).to(
+                    maps.device))
+        return maps
 
     def __call__(self, stacks: Tensor, windows: Tensor | None = None,
                  size: int | None = None) -> Tensor:

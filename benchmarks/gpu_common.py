@@ -164,11 +164,13 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device,
 
 
 def pretrain_batch(store: Path, settings: dict[str, Any], locations: int) -> dict[str, Any]:
-    """One training batch of the PretrainDataset (smoothed targets, crops, augmentation)."""
+    """One training batch of the PretrainDataset, prepared on the CPU (smoothed targets, scaling,
+    augmentation)."""
     indices = [i % locations for i in range(settings["batch_size"])]
     dataset = PretrainDataset(store, indices, Pretrain.parse(settings), train=True)
     dataset.set_epoch(EPOCH)
-    return torch.utils.data.default_collate(dataset.__getitems__(list(range(len(indices)))))
+    stored = torch.utils.data.default_collate(dataset.__getitems__(list(range(len(indices)))))
+    return dataset.prepare(stored, torch.device("cpu"))
 
 
 

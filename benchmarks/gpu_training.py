@@ -128,7 +128,8 @@ def bench_pretrain(stores: dict[str, Path], size: dict[str, Any], device: torch.
 def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.device,
                  mode: str) -> dict[str, Any]:
     """Late fusion (the heavier loader: same items, two full nets) in ``mode``: the trainer's
-    step fed by a DataLoader as the trainer builds it, with N workers; the GPU's busy share is the
+    step fed by a DataLoader as the trainer builds it, with N workers, and the batch prepared on
+    the device (targets, scaling, augmentation) as the trainer does; the GPU's busy share is the
     samples per second over those of the same step on a resident batch."""
     settings = pretrain_settings("late", size)
     batch_size = size["batch"]
@@ -136,6 +137,18 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
                         device, mode)
     _, channels_last, _ = PRETRAIN_MODES[mode]
     resident = batch_size / timed(step.cromss, size["steps"], size["warmup"], device)
+    # the training step's own share of the loading: the stored batch made into the model batch
+    # on the device (targets, scaling, flips, rotations), from pinned host memory as in training
+    stored_set = PretrainDataset(stores["nol"], [i % size["locations"] for i in range(
+        batch_size)], Pretrain.parse(settings), train=True)
+    stored_set.set_epoch(EPOCH)
+    stored = torch.utils.data.default_collate(stored_set.__getitems__(list(range(batch_size))))
+    if device.type == "cuda":
+        stored = {key: value.pin_memory() for key, value in stored.items()}
+    prepare_s = timed(lambda: stored_set.prepare(stored, device), size["steps"], size["warmup"],
+                      device)
+    print(f"prepare on {device.type}: {prepare_s * 1e3:.1f} ms per batch of {batch_size}",
+          flush=True)
     rows = []
     for workers in size["workers"]:
         rounds = 3  # the first round of batches (one per worker) starts the workers: not timed
@@ -149,7 +162,7 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
                                              persistent_workers=False)
         started, count = None, 0
         for k, batch in enumerate(loader):
-            step.batch = to_device(batch, device, channels_last)
+            step.batch = to_device(dataset.prepare(batch, device), device, channels_last)
             step.cromss()
             if k == per_round - 1:
                 synchronize(device)
@@ -170,6 +183,7 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
     basis = bound[-1] if bound else rows[-1]
     return {"fusion": "late", "mode": mode, "batch": batch_size, "crop": size["crop"],
             "world_px": size["world_px"], "resident_samples_per_s": round(resident, 2),
+            "prepare_s_per_batch": round(prepare_s, 4),
             "rows": rows, "cores_per_gpu": math.ceil(resident / basis["items_per_worker_s"]),
             "cores_per_gpu_basis_workers": basis["workers"]}
 

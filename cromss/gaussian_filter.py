@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,9 +21,10 @@ def gaussian_kernel(sigma: float, truncate: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def reflect_indices(size: int, radius: int) -> Tensor:
-    """Source index of each position of an axis padded by ``radius`` in scipy's ``reflect`` mode."""
-    positions = torch.arange(-radius, size + radius) % (2 * size)
+def reflect_indices(size: int, radius: int, after: int | None = None) -> Tensor:
+    """Source index of each position of an axis padded in scipy's ``reflect`` mode by ``radius``
+    before it and ``after`` (default ``radius``) after it."""
+    positions = torch.arange(-radius, size + (radius if after is None else after)) % (2 * size)
     return torch.where(positions < size, positions, 2 * size - 1 - positions)
 
 
@@ -44,11 +44,11 @@ def smoothing_matrix(size: int, sigma: float, truncate: float) -> Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def filter_matrices(height: int, width: int, sigma: float,
-                    truncate: float) -> tuple[Tensor, Tensor]:
-    """float32: the H x H matrix that filters along y and the W x W one that filters along x."""
-    return (smoothing_matrix(height, sigma, truncate).float(),
-            smoothing_matrix(width, sigma, truncate).float())
+def filter_matrices(height: int, width: int, sigma: float, truncate: float,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+    """float32 on ``device``: the H x H matrix that filters along y and the W x W one along x."""
+    return (smoothing_matrix(height, sigma, truncate).float().to(device),
+            smoothing_matrix(width, sigma, truncate).float().to(device))
 
 
 BANDED_FROM = 160
@@ -64,15 +64,15 @@ def band_length(size: int, radius: int) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def block_kernel(sigma: float, truncate: float) -> Tensor:
-    """B x 2B float32 weights (B = 2 radius) mapping one block of padded input onto the outputs
+def block_kernel(sigma: float, truncate: float, device: torch.device) -> Tensor:
+    """B x 2B float32 weights on ``device`` (B = 2 radius) mapping one block of padded input onto the outputs
     of its own block (left half) and of the block before it (right half)."""
     kernel = gaussian_kernel(sigma, truncate)
     block = kernel.numel() - 1
     offsets = torch.arange(block).unsqueeze(1) - torch.arange(block).unsqueeze(0)  # p - i
     same = torch.where(offsets >= 0, kernel[offsets.clamp(min=0)], 0.0)
     previous = torch.where(offsets <= 0, kernel[(block + offsets).clamp(max=block)], 0.0)
-    return torch.cat([same, previous], dim=1).float()
+    return torch.cat([same, previous], dim=1).float().to(device)
 
 
 def banded_along_last(maps: Tensor, kernel: Tensor) -> Tensor:
@@ -93,7 +93,7 @@ def banded_along_rows(maps: Tensor, kernel: Tensor) -> Tensor:
     maps = maps.contiguous()
     count, rows, rest = maps.shape
     blocks = rows // block - 1
-    out = torch.empty(count, blocks * block, rest)
+    out = torch.empty(count, blocks * block, rest, device=maps.device)
     for sample in range(count):
         windows = maps[sample].as_strided((blocks, 2 * block, rest), (block * rest, rest, 1))
         torch.matmul(weights, windows, out=out[sample].view(blocks, block, rest))
@@ -123,15 +123,20 @@ class GaussianFilter:
     def banded(self) -> bool:
         return min(self.height, self.width) >= BANDED_FROM and self.radius > 0
 
-    def layout(self, maps: np.ndarray) -> np.ndarray:
+    def layout(self, maps: Tensor) -> Tensor:
         """``maps`` (... x H x W) on the filter's grid: unchanged, or reflect-padded to whole
         blocks on both axes for the banded filter."""
         if not self.banded:
             return maps
-        pad = [(0, 0)] * (maps.ndim - 2) + [
-            (self.radius, band_length(size, self.radius) - size - self.radius)
-            for size in (self.height, self.width)]
-        return np.pad(maps, pad, mode="symmetric")  # numpy's symmetric is scipy's reflect
+        for axis, size in ((-2, self.height), (-1, self.width)):
+            after = band_length(size, self.radius) - size - self.radius
+            if max(self.radius, after) <= size:  # the edges mirrored (scipy's reflect): fast
+                maps = torch.cat([maps.narrow(axis, 0, self.radius).flip(axis), maps,
+                                  maps.narrow(axis, size - after, after).flip(axis)], dim=axis)
+            else:  # pads wider than the map, reflected again and again
+                maps = maps.index_select(axis, reflect_indices(size, self.radius, after).to(
+                    maps.device))
+        return maps
 
     def __call__(self, stacks: Tensor, windows: Tensor | None = None,
                  size: int | None = None) -> Tensor:
@@ -139,7 +144,7 @@ class GaussianFilter:
         window of each sample, which dense matrices compute alone (the rows of the window)."""
         count, rows, maps, columns = stacks.shape
         if self.banded:
-            kernel = block_kernel(self.sigma, self.truncate)
+            kernel = block_kernel(self.sigma, self.truncate, stacks.device)
             down = banded_along_rows(stacks.reshape(count, rows, maps * columns), kernel)
             smoothed = banded_along_last(down.view(count, -1, maps, columns), kernel)
             smoothed = smoothed[:, :self.height, :, :self.width]
@@ -151,13 +156,15 @@ class GaussianFilter:
                 return smoothed[:, top:top + size, :, left:left + size]
             return torch.stack([smoothed[i, top:top + size, :, left:left + size]
                                 for i, (top, left) in enumerate(corners)])
-        along_h, along_w = filter_matrices(self.height, self.width, self.sigma, self.truncate)
+        along_h, along_w = filter_matrices(self.height, self.width, self.sigma, self.truncate,
+                                           stacks.device)
         flat = stacks.reshape(count, rows, maps * columns)
         if windows is None:
             down = torch.matmul(along_h, flat)
             return (down.view(-1, columns) @ along_w.T).view(count, rows, maps, columns)
         assert size is not None, "windows need their size"
-        span = torch.arange(size)
+        span = torch.arange(size, device=stacks.device)
+        windows = windows.to(stacks.device)
         down = torch.bmm(along_h[windows[:, :1] + span], flat)
         across = torch.bmm(down.view(count, size * maps, columns),
                            along_w[windows[:, 1:] + span].transpose(1, 2))

@@ -11,18 +11,22 @@ levels and divided by 255 (``constants.NORMALISATION_RULE``, statistics in
     x = to_input(raw)  # (13, H, W) or (B, 13, H, W), numpy or torch -> float32 in [0, 1]
 
 Only numpy and :mod:`cromss.constants` are needed (torch tensors are accepted when torch is
-installed); the training loaders call :func:`model_input` themselves.
+installed, and scaled on their device by :func:`normalise_tensor`, as pretraining does in its
+training step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cromss.constants import UINT8_MAX, input_normalisation, s2_band_indices
 from cromss.errors import CromssError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -34,6 +38,19 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     low = centre - 2 * spread
     scaled = np.clip((image.astype(np.float32) - low) / (4 * spread) * UINT8_MAX, 0, UINT8_MAX)
     return (np.floor(scaled) / UINT8_MAX).astype(np.float32)
+
+
+def normalise_tensor(image: torch.Tensor, mean: Sequence[float],
+                     std: Sequence[float]) -> torch.Tensor:
+    """:func:`normalise` of a tensor on its device, in float32: the same operations in the same
+    order, so the same values."""
+    import torch
+
+    centre = torch.tensor(mean, dtype=torch.float32, device=image.device)[:, None, None]
+    spread = torch.tensor(std, dtype=torch.float32, device=image.device)[:, None, None]
+    low = centre - 2 * spread
+    scaled = ((image.to(torch.float32) - low) / (4 * spread) * UINT8_MAX).clamp_(0, UINT8_MAX)
+    return scaled.floor_().div_(UINT8_MAX)
 
 
 def model_input(raw: np.ndarray, modality: str, num_bands: int) -> np.ndarray:
@@ -65,14 +82,13 @@ class InputNormalisation:
     def __call__(self, raw: Any) -> Any:
         """``raw`` (bands, y, x) or (batch, bands, y, x): the model's bands, or all 13 stored S2
         bands for a 9-band encoder."""
-        array = raw.detach().cpu().numpy() if hasattr(raw, "detach") else np.asarray(raw)
+        array: Any = raw.detach() if hasattr(raw, "detach") else np.asarray(raw)
         if array.ndim < 3 or array.shape[-3] not in {self.bands, 13 if self.modality == "s2"
                                                       else self.bands}:
             raise CromssError(f"{self!r}: expected (bands, y, x) or (batch, bands, y, x) with "
                               f"{self.bands} bands, got shape {tuple(array.shape)}")
-        out = model_input(array, self.modality, self.bands)
-        if hasattr(raw, "detach"):
-            import torch
-
-            return torch.from_numpy(out).to(raw.device)
-        return out
+        if not hasattr(raw, "detach"):
+            return model_input(array, self.modality, self.bands)
+        if self.modality == "s2" and self.bands != array.shape[-3]:
+            array = array[..., s2_band_indices(self.bands), :, :]
+        return normalise_tensor(array, self.statistics["mean"], self.statistics["std"])

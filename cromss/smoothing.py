@@ -56,28 +56,27 @@ def add_label_mass(targets: Tensor, labels: Tensor, mass: float) -> Tensor:
     return targets.scatter_add_(-3, index, valid.unsqueeze(-3).to(targets.dtype) * mass)
 
 
-def complete_samples(grid: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per sample of ``grid`` (N x ...), whether it has no ignored pixel; raises on values that
-    are neither a class nor ``IGNORE_INDEX``. Numpy, as all label-side work here: its kernels on
-    small integer arrays are several times faster than torch's on the CPU (see benchmarks/)."""
+def complete_samples(grid: Tensor, num_classes: int) -> np.ndarray:
+    """Per sample of ``grid`` (N x ...), whether it has no ignored pixel (on the CPU); raises on
+    values that are neither a class nor ``IGNORE_INDEX``."""
     flat = grid.reshape(len(grid), -1)
-    if flat.size == 0:
+    if flat.numel() == 0:
         return np.ones(len(grid), dtype=bool)
-    low, high = flat.min(axis=1), flat.max(axis=1)
+    low, high = flat.amin(dim=1), flat.amax(dim=1)
     complete = high < num_classes
     others = flat[~complete]
     wrong = others[(others >= num_classes) & (others != IGNORE_INDEX)]
-    if (low < 0).any() or wrong.size:
-        found = np.concatenate([low[low < 0], wrong])
+    if bool((low < 0).any()) or wrong.numel():
+        found = torch.cat([low[low < 0], wrong])
         raise ValueError(f"labels must be class indices below {num_classes} or {IGNORE_INDEX}, "
-                         f"found values in [{found.min()}, {found.max()}]")
-    return complete
+                         f"found values in [{int(found.min())}, {int(found.max())}]")
+    return complete.cpu().numpy()
 
 
-def class_index(labels: np.ndarray) -> tuple[Tensor, Tensor]:
+def class_index(labels: Tensor) -> tuple[Tensor, Tensor]:
     """(int64 class indices with ignored pixels set to 0, float32 mass: 1 labelled, 0 ignored)."""
     valid = labels != IGNORE_INDEX
-    return torch.from_numpy(labels * valid).long(), torch.from_numpy(valid).to(torch.float32)
+    return torch.where(valid, labels, 0).long(), valid.to(torch.float32)
 
 
 def sample_chunks(members: np.ndarray, size: int) -> list[slice | np.ndarray]:
@@ -96,8 +95,9 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
                            truncate: float = 4.0, prior: str = "spatial_temporal",
                            windows: np.ndarray | Sequence[tuple[int, int]] | None = None,
                            window_size: int | None = None) -> Tensor:
-    """Soft targets Z' = (1 - a - b) Z(tau) + a M + b / C (float32, on the CPU, where the data
-    loader makes them) of a batch: N x C x H x W, or N x C x S x S with ``windows``.
+    """Soft targets Z' = (1 - a - b) Z(tau) + a M + b / C (float32, on the device of
+    ``season_labels``: the training step's) of a batch: N x C x H x W, or N x C x S x S with
+    ``windows``.
 
     season_labels N x T x H x W (255 = ignore), seasons N (tau of each sample). The prior is
     always that of the full maps; ``windows`` (N x 2: top, left) and ``window_size`` S return
@@ -108,11 +108,14 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
     checked_shares(alpha, beta)
     if prior not in PRIOR_KINDS:
         raise ValueError(f"smoothing prior must be one of {PRIOR_KINDS}, not {prior!r}")
-    labels = np.ascontiguousarray(season_labels)
+    labels = (season_labels if isinstance(season_labels, Tensor)
+              else torch.from_numpy(np.ascontiguousarray(season_labels)))
+    device = labels.device
     if labels.ndim != 4:
         raise ValueError(f"season labels must be N x T x H x W, not {labels.shape}")
     count, num_seasons, height, width = labels.shape
-    seasons = np.asarray(seasons).astype(np.int64).reshape(-1)
+    seasons = np.asarray(seasons.cpu() if isinstance(seasons, Tensor) else seasons
+                         ).astype(np.int64).reshape(-1)
     if seasons.size != count:
         raise ValueError(f"{seasons.size} seasons given for {count} samples")
     if bool(((seasons < 0) | (seasons >= num_seasons)).any()):
@@ -126,26 +129,26 @@ def smoothed_targets_batch(season_labels: Tensor | np.ndarray,
     grid = filter_.layout(labels)
     complete = complete_samples(grid, num_classes)
     kinds = PRIOR_STACKS[prior]
-    targets = torch.empty(count, num_classes, out_height, out_width)
+    targets = torch.empty(count, num_classes, out_height, out_width, device=device)
     for separate, members in ((False, complete), (True, ~complete)):
         maps = num_classes * (len(kinds) if separate else 1) * grid.shape[-2] * grid.shape[-1]
         for rows in sample_chunks(np.flatnonzero(members), max(1, CHUNK_PIXELS // maps)):
             region = (None if corners is None else torch.from_numpy(corners[rows]), window_size)
-            chunk_seasons = torch.from_numpy(seasons[rows])
+            chunk_seasons = torch.from_numpy(seasons[rows]).to(device)
+            picked = rows if isinstance(rows, slice) else torch.from_numpy(rows).to(device)
             if separate:
-                part = separate_targets(*class_index(grid[rows]), chunk_seasons, num_classes,
+                part = separate_targets(*class_index(grid[picked]), chunk_seasons, num_classes,
                                         kinds, alpha, beta, filter_, region)
             else:
-                part = complete_targets(torch.from_numpy(grid[rows]).long(), chunk_seasons,
+                part = complete_targets(grid[picked].long(), chunk_seasons,
                                         num_classes, kinds, alpha, beta, filter_, region)
-            targets[rows if isinstance(rows, slice) else torch.from_numpy(rows)] = (
-                part.permute(0, 2, 1, 3))
+            targets[picked] = part.permute(0, 2, 1, 3)
     if alpha + beta < 1:
-        tau = labels[np.arange(count), seasons]
+        tau = labels[torch.arange(count, device=device), torch.from_numpy(seasons).to(device)]
         if corners is not None:
-            tau = np.stack([sample[top:top + window_size, left:left + window_size]
-                            for sample, (top, left) in zip(tau, corners.tolist(), strict=True)])
-        add_label_mass(targets, torch.from_numpy(tau), 1 - alpha - beta)
+            tau = torch.stack([sample[top:top + window_size, left:left + window_size] for sample,
+                               (top, left) in zip(tau, corners.tolist(), strict=True)])
+        add_label_mass(targets, tau, 1 - alpha - beta)
     return targets
 
 
@@ -168,11 +171,11 @@ def checked_windows(windows: np.ndarray | Sequence[tuple[int, int]] | None,
 def season_weights(seasons: Tensor, num_seasons: int, kinds: Sequence[str],
                    share: float) -> Tensor:
     """n x T weight of each season's one-hot in the mean of the stacks ``kinds``, each ``share``."""
-    weights = torch.zeros(seasons.numel(), num_seasons)
+    weights = torch.zeros(seasons.numel(), num_seasons, device=seasons.device)
     if "mean" in kinds:
         weights += share / num_seasons
     if "sampled" in kinds:
-        weights[torch.arange(seasons.numel()), seasons] += share
+        weights[torch.arange(seasons.numel(), device=seasons.device), seasons] += share
     return weights
 
 
@@ -186,7 +189,8 @@ def complete_targets(index: Tensor, seasons: Tensor, num_classes: int, kinds: Se
     """a M + b / C (n x H x C x W) of samples without ignored pixels: G * (a mean of the
     stacks + b / C); index n x T x h x w."""
     count, num_seasons, rows, columns = index.shape
-    hot = torch.full((count, rows, num_classes, columns), beta / num_classes)
+    hot = torch.full((count, rows, num_classes, columns), beta / num_classes,
+                     device=index.device)
     weights = season_weights(seasons, num_seasons, kinds, alpha / len(kinds))
     hot.scatter_add_(2, index.transpose(1, 2),
                      weights[:, None, :, None].expand(count, rows, num_seasons, columns))
@@ -200,8 +204,8 @@ def separate_targets(index: Tensor, mass: Tensor, seasons: Tensor, num_classes: 
     renormalised (its scale cancels in N(), so each is built from unit masses); no mass in
     reach gives 1 / C."""
     count, _, rows, columns = index.shape
-    samples = torch.arange(count)
-    hot = torch.zeros(count, rows, len(kinds), num_classes, columns)
+    samples = torch.arange(count, device=index.device)
+    hot = torch.zeros(count, rows, len(kinds), num_classes, columns, device=index.device)
     for position, kind in enumerate(kinds):
         stack_index, stack_mass = ((index, mass) if kind == "mean" else
                                    (index[samples, seasons, None], mass[samples, seasons, None]))

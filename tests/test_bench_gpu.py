@@ -62,6 +62,7 @@ def test_loader_busy_share_and_cores_per_gpu(results):
     for row in loader["rows"]:
         assert row["samples_per_s"] > 0 and 0 < row["gpu_busy_share"] <= 1
     assert loader["cores_per_gpu"] >= 1 and loader["resident_samples_per_s"] > 0
+    assert loader["prepare_s_per_batch"] > 0
 
 
 def test_finetuning_steps_and_metrics(results):
@@ -103,3 +104,26 @@ def test_ddp_run_equals_the_plain_run_and_the_check_sees_a_difference(results, t
     changed = bench_gpu.compare_weights(tmp_path / "perturbed.pt", work / "plain" / "model.pt")
     assert changed["same_keys"] and not changed["identical"]
     assert changed["max_abs_diff"] == pytest.approx(1e-6, rel=0.1)
+
+
+def test_loader_bench_measures_the_stored_batch_and_estimates_cores_and_memory(tmp_path):
+    """benchmarks/bench_loader.py --tiny: the worker ships stored dtypes, smaller than the
+    prepared batch, and the per-GPU estimate follows from the worker's figures."""
+    out = tmp_path / "bench_loader.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_loader.py"),
+                           "--tiny", "--batches", "2", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    worker = data["worker"]
+    assert worker["stored_item_dtypes"]["s2"] == "uint16"
+    assert worker["stored_item_dtypes"]["label"] == "uint8" and "soft" not in worker[
+        "stored_item_dtypes"]
+    assert 0 < worker["stored_batch_mb"] < worker["prepared_batch_mb"]
+    assert worker["items_per_cpu_s"] > 0 and worker["prepare_cpu_s_per_item_1_thread"] > 0
+    assert 0 <= worker["worker_own_peak_mb"] < worker["worker_peak_rss_mb"]
+    for row in data["per_gpu"]:
+        cores = row["loader_cores_per_gpu"]
+        assert cores == -(-row["gpu_items_per_s"] // worker["items_per_cpu_s"])
+        assert row["loader_memory_per_gpu_gb"] < row["loader_memory_per_gpu_gb_upper"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from cromss import normalisation
 from cromss.constants import S2_MEAN, S2_STD, input_normalisation, s2_band_indices
@@ -91,7 +92,8 @@ def test_transform_gives_the_pretraining_loaders_inputs_exactly(store, train):
     transforms = {"s1": InputNormalisation("s1"), "s2": InputNormalisation.from_card(card)}
     for k, index in enumerate(dataset.indices):
         _, season, window = dataset._draw(index)  # the loader's own season and crop window
-        item = dataset[k]
+        item = dataset.prepare(default_collate([dataset[k]]), torch.device("cpu"))
+        item = {key: value[0] for key, value in item.items()}
         for modality, to_input in transforms.items():
             expected = window.crop(to_input(np.asarray(group[modality][index, season])))
             assert torch.equal(item[modality], torch.from_numpy(np.ascontiguousarray(expected)))
@@ -102,3 +104,17 @@ def test_transform_refuses_wrong_bands_and_names_itself():
         InputNormalisation("s2", 9)(np.zeros((4, 8, 8), np.float32))
     with pytest.raises(ValueError, match="13 or 9"):
         InputNormalisation("s2", 10)
+
+
+@pytest.mark.parametrize("modality, bands", [("s1", 2), ("s2", 13), ("s2", 9)])
+def test_tensor_scaling_equals_the_numpy_scaling_bit_for_bit(modality, bands):
+    """The training step scales on its device what the loader used to scale with numpy."""
+    norm = input_normalisation(modality, bands)
+    rng = np.random.default_rng(1)
+    spread = np.asarray(norm["std"])[:, None, None] * 3
+    raw = rng.normal(size=(3, bands, 40, 40)) * spread + np.asarray(norm["mean"])[:, None, None]
+    raw = np.clip(raw, 0, 65535).astype(np.uint16) if modality == "s2" else raw.astype(np.float32)
+    expected = normalisation.normalise(raw, norm["mean"], norm["std"])
+    got = normalisation.normalise_tensor(torch.from_numpy(raw), norm["mean"], norm["std"])
+    assert got.dtype == torch.float32 and 0 < float(got.mean()) < 1
+    np.testing.assert_array_equal(got.numpy(), expected)

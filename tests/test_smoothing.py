@@ -24,7 +24,7 @@ def filter_maps(maps: np.ndarray, windows: np.ndarray | None = None,
                 size: int | None = None) -> np.ndarray:
     """G of n x K x H x W maps through ``GaussianFilter``'s n x h x K x w stacks."""
     filter_ = GaussianFilter(*maps.shape[-2:])
-    stacks = torch.from_numpy(filter_.layout(maps)).float().permute(0, 2, 1, 3).contiguous()
+    stacks = filter_.layout(torch.from_numpy(maps)).float().permute(0, 2, 1, 3).contiguous()
     corners = None if windows is None else torch.from_numpy(windows)
     return filter_(stacks, corners, size).permute(0, 2, 1, 3).numpy()
 

@@ -2,7 +2,8 @@
 
 Augmentation follows the reference (albumentations ``RandomCrop``, ``Flip(p=0.5)``, ``Rotate(p=0.2)``;
 :mod:`cromss.training.transforms`); ``flip_p`` and ``rotate_p`` of the settings set the two
-probabilities.
+probabilities. Pretraining items are only read and cropped here; the rest is done batched on the
+training device (:mod:`cromss.training.prepare`).
 
 Every random choice of an item (season, crop window, flips, rotation) is drawn from a generator
 seeded with ``(seed, epoch, index)``, so an item is the same whichever worker or process loads it,
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cromss import smoothing
 from cromss.constants import IGNORE_INDEX, s2_band_indices
 from cromss.data.store import (LABEL_ARRAYS, check_label_values, chunk_name, open_array,
                                open_arrays, read_selections)
 from cromss.normalisation import model_input
 from cromss.settings import Pretrain
+from cromss.training.prepare import NO_FLIP as NO_FLIP
+from cromss.training.prepare import BatchPreparation
 from cromss.training.transforms import SIZE_MULTIPLE as SIZE_MULTIPLE  # the model input's multiple
 from cromss.training.transforms import Transform, centre_transform, random_transform
 
@@ -34,14 +36,6 @@ if TYPE_CHECKING:
     import zarr
 
 MODALITIES = ("s1", "s2")
-
-
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Labels (y, x) -> (class, y, x) float32 one-hot; ignored pixels are all zeros."""
-    classes = np.arange(num_classes, dtype=labels.dtype)[:, None, None]
-    return (labels[None] == classes).astype(np.float32)
 
 
 class _StoreDataset(Dataset):
@@ -104,15 +98,16 @@ def ignore_nodata(label: np.ndarray, item: dict[str, np.ndarray]) -> None:
 
 
 class PretrainDataset(_StoreDataset):
-    """Pretraining samples: S1, S2, the hard noisy label and its smoothed soft target.
+    """Pretraining samples as stored: S1, S2, the noisy label (and truth) on each item's crop,
+    the four seasons' full label maps when the targets are smoothed, and the item's draws.
 
-    ``train`` items draw a random season, crop, flips and rotation from ``(seed, epoch, index)``;
-    the smoothing prior is computed on the full map before cropping and transformed with the
-    images. Validation items (``train=False``) have hard one-hot targets; with ``augment`` (the
-    reference: its validation split shares the training set's transforms and random season) they
-    are drawn like training items, from ``(seed, epoch, index)``: other items every epoch, the same
-    in every run. Without it: a season seeded by ``(seed, index)`` and the central crop, the same
-    every epoch.
+    ``train`` items draw a random season, crop, flips and rotation from ``(seed, epoch, index)``.
+    Validation items (``train=False``) get hard one-hot targets; with ``augment`` (the reference:
+    its validation split shares the training set's transforms and random season) they are drawn
+    like training items, from ``(seed, epoch, index)``: other items every epoch, the same in
+    every run. Without it: a season seeded by ``(seed, index)`` and the central crop, the same
+    every epoch. :attr:`prepare` makes the model batch on the training device
+    (:mod:`cromss.training.prepare`): targets from the full maps, scaling, flips and rotation.
     """
 
     def __init__(self, path: str | os.PathLike, indices: Sequence[int], settings: Pretrain,
@@ -123,7 +118,9 @@ class PretrainDataset(_StoreDataset):
         self.augment = train if augment is None else augment
         self.s2_bands, self.crop, self.seed = settings.s2_bands, settings.crop, settings.seed
         self.flip_p, self.rotate_p = settings.flip_p, settings.rotate_p
-        self.smoothing = settings.smoothing
+        smoothed = train and settings.smoothing.enabled
+        self.prepare = BatchPreparation(self.num_classes, settings.s2_bands,
+                                        settings.smoothing if smoothed else None)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -136,58 +133,33 @@ class PretrainDataset(_StoreDataset):
         return self.__getitems__([k])[0]
 
     def __getitems__(self, ks: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Items ``ks`` (the DataLoader asks for a batch at once): their smoothed targets are
-        made by one batched call, from the full maps but only on each item's crop window, then
-        flipped and rotated with the images."""
+        """Items ``ks`` (the DataLoader asks for a batch at once), their arrays read together."""
         draws = [self._draw(self.indices[k]) for k in ks]
         names = self.pixel_arrays(MODALITIES, truth=True)
         values = iter(self.read([("label", (index,)) for index, _, _ in draws]
                                 + [(name, (index, season)) for index, season, _ in draws
                                    for name in names]))
-        season_labels = np.stack([next(values) for _ in draws])
-        read = [{name: next(values) for name in names} for _ in draws]
-        seasons = [season for _, season, _ in draws]
-        soft: np.ndarray | list[np.ndarray]
-        if self.train and self.smoothing.enabled:
-            soft = smoothing.smoothed_targets_batch(
-                season_labels, seasons, self.num_classes, alpha=self.smoothing.alpha,
-                beta=self.smoothing.beta, sigma=self.smoothing.sigma,
-                prior=self.smoothing.prior,
-                windows=[(t.top, t.left) for _, _, t in draws], window_size=self.crop).numpy()
-        else:
-            soft = [Transform(t.top, t.left, t.size)(one_hot(labels[season], self.num_classes))
-                    for labels, season, (_, _, t) in zip(season_labels, seasons, draws,
-                                                         strict=True)]
-        # the input scaling is per pixel: on the crops alone, the batch at once, then each item
-        # flipped and rotated
-        images = {m: model_input(np.stack([t.crop(arrays.pop(m)) for arrays, (_, _, t) in zip(
-            read, draws, strict=True)]), m, 2 if m == "s1" else self.s2_bands) for m in MODALITIES}
+        season_labels = [next(values) for _ in draws]
+        bands = list(s2_band_indices(self.s2_bands))
         items = []
-        for i, (labels, target, arrays, (_, season, transform)) in enumerate(zip(
-                season_labels, soft, read, draws, strict=True)):
-            label = labels[season].astype(np.int64)
+        for labels, (_, season, transform) in zip(season_labels, draws, strict=True):
+            arrays = {name: transform.crop(next(values)) for name in names}
+            noisy = np.ascontiguousarray(transform.crop(labels[season]))
+            label = noisy.copy()
             ignore_nodata(label, arrays)
-            maps = {"label": transform.crop(label)}
-            if "truth" in arrays:
-                maps["truth"] = transform.crop(arrays["truth"].astype(np.int64))
-            # the reference moves the target's prior part like the image (bilinear) and its hard
-            # part, (1 - alpha - beta) Z (all of it without smoothing), as the nearest-neighbour
-            # moved labels; flips move both alike
-            hard = self._hard_share() if transform.angle else 0.0
-            if hard:
-                target = target - hard * one_hot(transform.crop(labels[season]), self.num_classes)
-            item = transform.move_all({**{key: value[i] for key, value in images.items()},
-                                       **maps, "soft": target})
-            if hard:
-                item["soft"] += hard * one_hot(item["label"], self.num_classes)
-            items.append({key: torch.from_numpy(value) for key, value in item.items()})
+            s2 = arrays["s2"]
+            # views of the decoded chunks: the collation copies them once, into the batch
+            item = {"s1": arrays["s1"], "noisy": noisy, "label": label,
+                    "s2": s2[bands] if len(bands) != len(s2) else s2,
+                    **({"truth": arrays["truth"]} if "truth" in arrays else {}),
+                    **({"labels": labels} if self.prepare.smoothing is not None else {})}
+            items.append({**{key: torch.from_numpy(value) for key, value in item.items()},
+                          "season": torch.tensor(season),
+                          "window": torch.tensor([transform.top, transform.left]),
+                          "flip": torch.tensor(NO_FLIP if transform.flip is None
+                                               else transform.flip),
+                          "angle": torch.tensor(transform.angle, dtype=torch.float64)})
         return items
-
-    def _hard_share(self) -> float:
-        """The share of a target that is the one-hot label: 1 - alpha - beta, or 1 unsmoothed."""
-        if self.train and self.smoothing.enabled:
-            return 1.0 - (self.smoothing.alpha + self.smoothing.beta)
-        return 1.0
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:
         """The season and transform of sample ``index``, from its own seeded generator."""
@@ -230,7 +202,8 @@ class SegmentationDataset(_StoreDataset):
     """Downstream tiles of one modality with their exact labels.
 
     ``crop`` given: training items with a random crop, flips and rotation seeded by
-    ``(seed, epoch, index)``; ``crop=None``: the whole tile, untouched, for evaluation.
+    ``(seed, epoch, index)``; ``crop=None``: the whole tile, untouched, for evaluation. Items are
+    asked for by index (at the epoch of :meth:`set_epoch`) or by ``(epoch, index)``.
     """
 
     def __init__(self, path: str | os.PathLike, *, modality: str, s2_bands: int = 13,
@@ -254,13 +227,16 @@ class SegmentationDataset(_StoreDataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Tiles ``indices`` (a DataLoader batch), their arrays read together (or taken from
+    def __getitems__(self, wanted: Sequence[int | tuple[int, int]]
+                     ) -> list[dict[str, torch.Tensor]]:
+        """Tiles ``wanted`` (a DataLoader batch), their arrays read together (or taken from
         :data:`TILE_CACHE`)."""
-        rngs = [np.random.default_rng((self.seed, self.epoch, index)) for index in indices]
+        pairs = [key if isinstance(key, tuple) else (self.epoch, key) for key in wanted]
+        indices = [int(index) for _, index in pairs]
+        rngs = [np.random.default_rng((self.seed, int(epoch), index)) for epoch, index in pairs]
         seasons = [int(rng.integers(self.num_seasons)) if self.crop else 0 for rng in rngs]
         names = ("label", *self.pixel_arrays([self.modality]))
         keys = [(self.identity, names, index, season)

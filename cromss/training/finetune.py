@@ -126,6 +126,7 @@ class FinetuneLoop(TrainingLoop):
         self.scaler = torch.amp.GradScaler(ctx.device.type,
                                            enabled=self.precision == torch.float16)
         self.loss_sum = 0.0
+        self.loader: DataLoader | None = None
         super().__init__(out=out, ctx=ctx, epochs=settings.epochs, batch_size=settings.batch_size,
                          checkpoint_every=settings.checkpoint_every,
                          sampler=distributed.ResumableSampler(dataset, ctx, seed), model=model,
@@ -153,16 +154,21 @@ class FinetuneLoop(TrainingLoop):
         for group in self.optimizer.param_groups:
             group["lr"] = self.epoch_lr
         set_train_mode(self.model, self.setting, self.settings.frozen_batchnorm)
-        self.dataset.set_epoch(self.epoch)
 
     def train_loader(self) -> DataLoader:
-        # the loader's own generator: creating its iterator must not draw from the global RNG
-        # (dropout), or a resumed epoch would see other masks than an uninterrupted one
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
-                          num_workers=self.settings.num_workers,
-                          drop_last=(self.settings.drop_last
-                                     or len(self.dataset) % self.batch_size == 1),
-                          generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        """One loader for all epochs: its workers (and their :data:`TILE_CACHE`) stay alive; the
+        sampler gives each index with its epoch, which seeds the item's crop and flips."""
+        if self.loader is None:
+            # the loader's own generator: creating its iterator must not draw from the global
+            # RNG (dropout), or a resumed epoch would see other masks than an uninterrupted one
+            workers = self.settings.num_workers
+            self.loader = DataLoader(self.dataset, batch_size=self.batch_size,
+                                     sampler=distributed.EpochIndices(self.sampler),
+                                     num_workers=workers, persistent_workers=workers > 0,
+                                     drop_last=(self.settings.drop_last
+                                                or len(self.dataset) % self.batch_size == 1),
+                                     generator=torch.Generator().manual_seed(self.seed))
+        return self.loader
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         image, labels = batch["image"].to(self.ctx.device), batch["label"].to(self.ctx.device)

@@ -72,7 +72,7 @@ def forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], epoch: in
                  settings: Pretrain, amp_dtype: torch.dtype | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """A training step's forward pass (under autocast in ``amp_dtype``, None for float32) and
-    its :func:`variant_loss` in float32, from a batch of the :class:`PretrainDataset`."""
+    its :func:`variant_loss` in float32, from a batch made by ``PretrainDataset.prepare``."""
     autocast = (torch.autocast(batch["label"].device.type, dtype=amp_dtype)
                 if amp_dtype is not None else contextlib.nullcontext())
     with autocast:
@@ -213,12 +213,14 @@ class Trainer(TrainingLoop):
         write_log(self.log, self.out / "log.jsonl")
 
     # -- steps ------------------------------------------------------------------------------
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        channels_last = self.ctx.device.type == "cuda"
-        return {k: v.to(self.ctx.device, non_blocking=True,
-                        memory_format=torch.channels_last if channels_last and v.dim() == 4
-                        else torch.preserve_format)
-                for k, v in batch.items()}
+    def _to_device(self, batch: dict[str, torch.Tensor], dataset: PretrainDataset
+                   ) -> dict[str, torch.Tensor]:
+        """The model batch, made on the device by the dataset's :class:`BatchPreparation`."""
+        prepared = dataset.prepare(batch, self.ctx.device)
+        if self.ctx.device.type != "cuda":
+            return prepared
+        return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                for k, v in prepared.items()}
 
     def loss(self, batch: dict[str, torch.Tensor], epoch: int
              ) -> tuple[torch.Tensor, dict[str, Any], dict[str, torch.Tensor]]:
@@ -237,7 +239,7 @@ class Trainer(TrainingLoop):
         return self._loader(self.train_set, self.sampler)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        batch = self._to_device(batch)
+        batch = self._to_device(batch, self.train_set)
         total, parts, weights = self.loss(batch, self.epoch)
         return total, (parts, weights, batch)
 
@@ -271,7 +273,7 @@ class Trainer(TrainingLoop):
         loader = self._loader(self.val_set, self.val_sampler, self.settings.val_batch_size,
                               self.settings.val_drop_last)
         for batch in loader:
-            batch = self._to_device(batch)
+            batch = self._to_device(batch, self.val_set)
             with torch.autocast(self.ctx.device.type, enabled=self.amp):
                 logits = self.net(batch["s1"], batch["s2"])
             logits_s1, logits_s2 = (None if lg is None else lg.float() for lg in logits)

@@ -25,23 +25,31 @@ ROTATE_LIMIT = 90.0
 """albumentations' ``Rotate`` default: an angle drawn uniformly from [-90, 90] degrees."""
 
 
-def rotate(array: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate the last two axes counter-clockwise by ``angle`` degrees about the centre, as
-    albumentations' ``Rotate`` does: bilinear for floats, nearest for integer class maps, borders
-    filled by reflect-101 (``cv2.BORDER_REFLECT_101``, torch's ``reflect`` padding) and the same
-    size. The resampling is torchvision's ``v2.functional.rotate`` on the padded array."""
-    height, width = array.shape[-2:]
+def rotate_tensor(stack: torch.Tensor, angle: float, nearest: bool = False) -> torch.Tensor:
+    """Rotate the last two axes of a float32 tensor (on any device) counter-clockwise by
+    ``angle`` degrees about the centre, as albumentations' ``Rotate`` does: bilinear, or nearest
+    (values rounded) for class maps, borders filled by reflect-101 (``cv2.BORDER_REFLECT_101``,
+    torch's ``reflect`` padding) and the same size. The resampling is torchvision's
+    ``v2.functional.rotate`` on the padded tensor."""
+    height, width = stack.shape[-2:]
     pad = math.ceil(max(height, width) * (math.sqrt(2) - 1) / 2) + 2  # a 45-degree corner
     if pad >= min(height, width):
         raise CromssError(f"{height}x{width} px is too small to rotate with reflected borders")
-    nearest = np.issubdtype(array.dtype, np.integer)
-    stack = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(
-        -1, height, width)
-    padded = torch.nn.functional.pad(stack, (pad, pad, pad, pad), mode="reflect")
+    padded = torch.nn.functional.pad(stack.reshape(-1, height, width), (pad, pad, pad, pad),
+                                     mode="reflect")
     mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
     turned = tv_functional.rotate(padded, float(angle), interpolation=mode)
-    out = turned[:, pad:pad + height, pad:pad + width].reshape(array.shape).numpy()
-    return np.rint(out).astype(array.dtype) if nearest else out
+    out = turned[:, pad:pad + height, pad:pad + width].reshape(stack.shape)
+    return out.round() if nearest else out
+
+
+def rotate(array: np.ndarray, angle: float) -> np.ndarray:
+    """:func:`rotate_tensor` of an array: bilinear for floats, nearest for integer class maps;
+    it keeps its type."""
+    nearest = bool(np.issubdtype(array.dtype, np.integer))
+    stack = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    out = rotate_tensor(stack, angle, nearest).numpy()
+    return out.astype(array.dtype) if nearest else out
 
 
 def rotate_together(arrays: Sequence[np.ndarray], angle: float) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from cromss.constants import IGNORE_INDEX
 from cromss.data.store import open_arrays
@@ -31,27 +31,56 @@ def store(tmp_path_factory) -> Path:
     return write_store(tmp_path_factory.mktemp("ds") / "nol.zarr")
 
 
+def prepared(ds: datasets.PretrainDataset, ks: list[int]) -> list[dict[str, torch.Tensor]]:
+    """Items ``ks`` as the training step sees them: read, collated, prepared on the CPU."""
+    batch = ds.prepare(default_collate(ds.__getitems__(ks)), torch.device("cpu"))
+    return [{key: value[i] for key, value in batch.items()} for i in range(len(ks))]
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return (labels[None] == np.arange(num_classes)[:, None, None]).astype(np.float32)
+
+
+def test_loader_items_are_the_stored_crops_and_the_draws(store):
+    """Workers only read and crop: S2 uint16 in the model's bands, S1 float32 dB, uint8 maps."""
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3], replace(PRETRAIN_SETTINGS, rotate_p=1.0))
+    item = ds[2]
+    rng = np.random.default_rng((3, 0, 2))
+    season = int(rng.integers(4))
+    t = datasets.random_transform(rng, 32, 32, 16, 0.5, 1.0)
+    group = open_arrays(store)
+    assert item["s2"].dtype == torch.uint16 and item["s2"].shape == (9, 16, 16)
+    np.testing.assert_array_equal(item["s2"].numpy(), t.crop(np.asarray(
+        group["s2"][2, season]))[list(datasets.s2_band_indices(9))])
+    np.testing.assert_array_equal(item["s1"].numpy(), t.crop(np.asarray(group["s1"][2, season])))
+    assert item["labels"].dtype == torch.uint8 and item["labels"].shape == (4, 32, 32)
+    np.testing.assert_array_equal(item["noisy"].numpy(), t.crop(np.asarray(
+        group["label"][2, season])))
+    assert int(item["season"]) == season and item["window"].tolist() == [t.top, t.left]
+    assert float(item["angle"]) == t.angle and int(item["flip"]) == (
+        datasets.NO_FLIP if t.flip is None else t.flip)
+    assert "soft" not in item and "labels" not in datasets.PretrainDataset(
+        store, [0], PRETRAIN_SETTINGS, train=False)[0]
 
 
 def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):
     ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
     ds.set_epoch(2)
-    first, again = ds[1], ds[1]
+    first, again = prepared(ds, [1])[0], prepared(ds, [1])[0]
     for key in first:
         assert torch.equal(first[key], again[key])
     assert first["s1"].shape == (2, 16, 16) and first["s2"].shape == (9, 16, 16)
     assert first["soft"].shape == (9, 16, 16) and first["label"].dtype == torch.int64
     ds.set_epoch(3)
-    assert not torch.equal(ds[1]["s2"], first["s2"])
+    assert not torch.equal(prepared(ds, [1])[0]["s2"], first["s2"])
     # recompute the item by hand: same generator, prior on the full 32x32 maps, then the transform
     rng = np.random.default_rng((3, 3, 1))
     season = int(rng.integers(4))
     t = datasets.random_transform(rng, 32, 32, 16, 0.5, 0.2)
-    from cromss.data.store import open_arrays
     group = open_arrays(store)
     soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(group["label"][1:2]), [season],
                                                  9, alpha=0.15, beta=0.05)[0].numpy()
-    item = ds[1]
+    item = prepared(ds, [1])[0]
     np.testing.assert_allclose(item["soft"].numpy(), t(soft_full), atol=1e-6)
     np.testing.assert_array_equal(item["label"].numpy(), t(np.asarray(group["label"][1, season])))
     np.testing.assert_array_equal(item["truth"].numpy(), t(np.asarray(group["truth"][1, season])))
@@ -61,14 +90,14 @@ def test_pretrain_item_is_seeded_and_prior_comes_from_the_full_map(store):
 def test_validation_items_without_augmentation_use_hard_labels_and_a_centre_crop(store):
     ds = datasets.PretrainDataset(store, [0, 1], PRETRAIN_SETTINGS, train=False)
     assert not ds.augment  # the Trainer passes ``val_augment``
-    item = ds[0]
+    item = prepared(ds, [0])[0]
     assert item["s1"].shape == (2, 32, 32)
     label = item["label"]
     expected = torch.nn.functional.one_hot(label.clamp(max=8), 9).permute(2, 0, 1).float()
     expected[:, label == IGNORE_INDEX] = 0
     assert torch.equal(item["soft"], expected)
     ds.set_epoch(5)
-    assert torch.equal(ds[0]["s2"], item["s2"])
+    assert torch.equal(prepared(ds, [0])[0]["s2"], item["s2"])
 
 
 def test_augmented_validation_items_are_transformed_hard_and_seeded_per_epoch(store):
@@ -80,11 +109,11 @@ def test_augmented_validation_items_are_transformed_hard_and_seeded_per_epoch(st
     seasons = set()
     for epoch in (0, 1, 2, 3):
         ds.set_epoch(epoch)
-        item = ds[2]
+        item = prepared(ds, [2])[0]
         again = datasets.PretrainDataset(store, [0, 1, 2, 3], settings, train=False,
                                          augment=True)
         again.set_epoch(epoch)
-        for key, value in again[2].items():
+        for key, value in prepared(again, [2])[0].items():
             assert torch.equal(value, item[key])
         rng = np.random.default_rng((3, epoch, 2))
         season = int(rng.integers(4))
@@ -104,20 +133,20 @@ def test_augmented_validation_items_are_transformed_hard_and_seeded_per_epoch(st
 def test_smoothing_off_gives_one_hot_targets(store):
     settings = replace(PRETRAIN_SETTINGS, smoothing=replace(PRETRAIN_SETTINGS.smoothing,
                                                             enabled=False))
-    item = datasets.PretrainDataset(store, [0], settings)[0]
+    item = prepared(datasets.PretrainDataset(store, [0], settings), [0])[0]
     assert set(item["soft"].unique().tolist()) == {0.0, 1.0}
 
 
 def test_a_batch_fetch_equals_single_items(store):
     ds = datasets.PretrainDataset(store, [0, 1, 2, 3], PRETRAIN_SETTINGS)
     ds.set_epoch(1)
-    batch = ds.__getitems__([3, 0, 2])
+    batch = prepared(ds, [3, 0, 2])
     for k, item in zip([3, 0, 2], batch, strict=True):
-        for key, value in ds[k].items():
+        for key, value in prepared(ds, [k])[0].items():
             torch.testing.assert_close(item[key], value, rtol=0, atol=1e-6)
     loaded = next(iter(DataLoader(ds, batch_size=3)))
-    expected = torch.stack([item["soft"] for item in ds.__getitems__([0, 1, 2])])
-    torch.testing.assert_close(loaded["soft"], expected)
+    for key, value in default_collate(ds.__getitems__([0, 1, 2])).items():
+        assert torch.equal(loaded[key], value)
 
 
 def test_loaders_decode_with_zarrs_and_read_the_stored_values(store):
@@ -150,6 +179,25 @@ def test_dataset_pickles_without_the_open_group_and_loads_in_workers(store):
     assert torch.equal(in_workers["image"], in_process["image"])
 
 
+def test_persistent_workers_draw_each_epoch_from_the_indices_epoch(store):
+    """Fine-tuning keeps its workers across epochs: the epoch comes with each index."""
+    from cromss.training import distributed
+
+    ds = datasets.SegmentationDataset(store, modality="s2", crop=16, seed=2)
+    sampler = distributed.ResumableSampler(ds, distributed.setup(), seed=2)
+    loader = DataLoader(ds, batch_size=3, sampler=distributed.EpochIndices(sampler),
+                        num_workers=2, persistent_workers=True)
+    images = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        ds.set_epoch(epoch)  # the main process's copy only: the workers never see it
+        order = list(sampler)
+        images.append(torch.cat([batch["image"] for batch in loader]))
+        expected = torch.stack([ds[index]["image"] for index in order])
+        assert torch.equal(images[-1], expected)
+    assert not torch.equal(images[0], images[1])
+
+
 def test_segmentation_dataset_whole_tile_for_evaluation(store):
     ds = datasets.SegmentationDataset(store, modality="s2", s2_bands=13)
     item = ds[0]
@@ -167,17 +215,16 @@ def test_a_rotated_item_gets_a_bilinear_prior_and_a_nearest_hard_label(store):
     nearest neighbours, then mixes Z' = (1 - a - b) one_hot(label) + prior part."""
     settings = replace(PRETRAIN_SETTINGS, rotate_p=1.0)
     ds = datasets.PretrainDataset(store, [0, 1, 2, 3], settings)
-    item = ds[2]
+    item = prepared(ds, [2])[0]
     rng = np.random.default_rng((3, 0, 2))
     season = int(rng.integers(4))
     t = datasets.random_transform(rng, 32, 32, 16, 0.5, 1.0)
     assert t.angle
-    from cromss.data.store import open_arrays
     labels = np.asarray(open_arrays(store)["label"][2, season])
     soft_full = smoothing.smoothed_targets_batch(torch.from_numpy(
         np.asarray(open_arrays(store)["label"][2:3])), [season], 9, alpha=0.15, beta=0.05)[0].numpy()
-    hard_full = datasets.one_hot(labels, 9)
-    expected = t(soft_full - 0.8 * hard_full) + 0.8 * datasets.one_hot(t(labels), 9)
+    hard_full = one_hot(labels, 9)
+    expected = t(soft_full - 0.8 * hard_full) + 0.8 * one_hot(t(labels), 9)
     np.testing.assert_array_equal(item["label"].numpy(), t(labels))
     np.testing.assert_allclose(item["soft"].numpy(), expected, atol=1e-5)
     valid = item["label"] != IGNORE_INDEX

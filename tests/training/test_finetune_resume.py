@@ -166,3 +166,20 @@ def test_nan_never_reaches_the_log(tmp_path):
     with pytest.raises(CromssError, match=r"non-finite values in the log .*0\.val_loss"):
         checkpoint.write_log([{"epoch": 0, "val_loss": float("nan")}], tmp_path / "log.jsonl")
     assert not any(tmp_path.iterdir())
+
+
+def test_one_loader_with_persistent_workers_gives_the_in_process_weights(
+        stores, uninterrupted, tmp_path, monkeypatch):
+    """num_workers > 0: one DataLoader for all epochs, its workers (and tile caches) kept alive;
+    each epoch's crops and flips still reach them: the weights of the in-process loader."""
+    made: list[bool] = []
+
+    class Recorded(finetune.DataLoader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.persistent_workers)
+
+    monkeypatch.setattr(finetune, "DataLoader", Recorded)
+    run(tmp_path, stores[0], {**RESUME, "num_workers": 2})
+    assert made == [True]
+    assert_same_run(tmp_path, uninterrupted)

@@ -166,7 +166,8 @@ def test_identical_predictions_give_the_same_validation_loss_at_every_epoch(stor
         values.append(trainer.validate())
     assert values == pytest.approx([values[0]] * 4, rel=1e-6)
     # the training loss of the same predictions does fall over the ramp (selection weights)
-    batch = next(iter(trainer._loader(trainer.val_set, trainer.val_sampler)))
+    batch = trainer._to_device(next(iter(trainer._loader(trainer.val_set, trainer.val_sampler))),
+                               trainer.val_set)
     trainer.net.eval()
     with torch.no_grad():
         train_losses = [float(trainer.loss(batch, e)[0]) for e in (0, 4)]

@@ -26,6 +26,22 @@ def test_lint_is_clean(workflow_copy):
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_pretraining_jobs_are_sized_per_process_and_loader_worker(workflow_copy):
+    """A core per training process (at least 2) and per DataLoader worker of each; memory per
+    process and per worker; the processes' torch threads are what the workers leave."""
+    def sized(config: dict) -> None:
+        config.setdefault("resources", {}).update(gpus_per_training_job=2,
+                                                  memory_mb_per_training_process=5000,
+                                                  memory_mb_per_loader_worker=1500)
+        config["pretrain"]["num_workers"] = 3
+
+    path = with_config(workflow_copy, "sized.yaml", ROOT / "config/config.yaml", sized)
+    out = snakemake(workflow_copy, "-n", "-p", "--cores", "64", "--configfile", str(path)).stdout
+    job = out.split("rule pretrain:", 1)[1].split("Shell command", 1)[0]
+    assert re.search(r"threads: 8\n", job) and "mem_mb=19000," in job  # 2 x (5000 + 3 x 1500)
+    assert "--nproc_per_node=2" in out and " --threads 1 " in out
+
+
 def test_a_wrong_key_stops_the_run_naming_the_key(workflow_copy):
     bad = with_config(workflow_copy, "bad.yaml", ROOT / "config/config.yaml",
                       lambda c: c["pretrain"].update(epochz=3))

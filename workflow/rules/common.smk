@@ -31,6 +31,8 @@ if UNKNOWN_WEIGHTS:
 TRAINING_PROCESSES = GPUS or config.get("resources", {}).get("processes_per_training_job", 1)
 # nodes of one pretraining job (above 1: srun + torchrun with a c10d rendezvous, SLURM only)
 NODES = config.get("resources", {}).get("nodes_per_training_job", 1)
+# DataLoader workers of each pretraining process (one process per GPU)
+LOADER_WORKERS = config["pretrain"].get("num_workers", 0)
 
 wildcard_constraints:
     store="|".join(STORES),
@@ -222,9 +224,24 @@ def training_resources():
     return {"nodes": NODES, "tasks": NODES, "tasks_per_gpu": 0, "mpi": "srun", **extra}
 
 
+def pretrain_threads():
+    """The CPUs of a pretraining job (per node): a core per training process (at least 2,
+    which several CPU processes share) and one per DataLoader worker of each."""
+    return max(2, TRAINING_PROCESSES) + TRAINING_PROCESSES * LOADER_WORKERS
+
+
+def pretrain_mem_mb():
+    """The memory of a pretraining job (per node): per training process its own and that of
+    its DataLoader workers (``resources.memory_mb_per_training_process`` and
+    ``memory_mb_per_loader_worker``; benchmarks/README.md measures a worker)."""
+    sizes = config.get("resources", {})
+    return TRAINING_PROCESSES * (sizes.get("memory_mb_per_training_process", 16000)
+                                 + LOADER_WORKERS * sizes.get("memory_mb_per_loader_worker", 2000))
+
+
 def threads_per_process(wildcards, threads):
-    """The job's threads shared among its training processes."""
-    return max(1, threads // TRAINING_PROCESSES)
+    """The job's threads left by the DataLoader workers, shared among its training processes."""
+    return max(1, (threads - TRAINING_PROCESSES * LOADER_WORKERS) // TRAINING_PROCESSES)
 
 
 def encoder_input(wildcards):

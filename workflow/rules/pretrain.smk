@@ -18,10 +18,10 @@ rule pretrain:
         launcher=launcher,
         threads=threads_per_process,
         workdir=lambda w: f"{RESULTS}/pretrain/{w.variant}",
-    threads: 2
+    threads: pretrain_threads()
     priority: 10  # the longest path of the DAG: start it first
     resources:
-        mem_mb=16000,
+        mem_mb=pretrain_mem_mb(),
         runtime=48 * 60,
         **training_resources(),
     conda:

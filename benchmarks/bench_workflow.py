@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import yaml
 from snakemake.utils import validate
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from cromss import allocator, models
 from cromss.atomic import atomic_path
@@ -143,12 +143,13 @@ def loader_ratio(nol: Path, settings: Pretrain, repeats: int = 5) -> dict[str, f
     batches = [list(range(i, min(i + settings.batch_size, len(dataset))))
                for i in range(0, len(dataset), settings.batch_size)]
     times: dict[str, list[float]] = {"ours": [], "zarr": [], "zarrs": []}
+    cpu = torch.device("cpu")
     for _ in range(repeats):  # interleaved: each side sees the same machine load
         for name in times:
             start = time.perf_counter()
             for ks in batches:
-                if name == "ours":
-                    dataset.__getitems__(ks)
+                if name == "ours":  # read and crop, then targets etc. batched (on the CPU here)
+                    dataset.prepare(default_collate(dataset.__getitems__(ks)), cpu)
                 else:
                     reference_items(dataset, readers[name], ks)
             times[name].append(time.perf_counter() - start)

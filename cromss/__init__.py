@@ -1,2 +1,2 @@
 """CromSS: cross-modal pretraining with noisy labels for remote-sensing segmentation."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

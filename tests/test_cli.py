@@ -27,7 +27,7 @@ def test_every_command_is_a_group_then_a_command():
     commands = leaves()
     assert {"data synth", "data fetch", "data ingest", "data inspect", "data scene",
             "pretrain run", "finetune run", "finetune group", "finetune evaluate",
-            "finetune best", "weights export", "weights publish", "weights release", "report tables", "report table4",
+            "finetune best", "weights export", "weights release", "report tables", "report table4",
             "report claims", "report calibration", "report long-table", "report noise-study",
             "report figure", "report metrics-summary", "report plots-page", "map predict",
             "map figure"} == set(commands)

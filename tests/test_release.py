@@ -78,8 +78,7 @@ def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkp
         digests = file_digests(path)
         s1_prefix, s2_prefix = PREFIXES[name.rsplit("-", 1)[1]]
         for modality, prefix, bands in (("s1", s1_prefix, 2), ("s2", s2_prefix, rel.s2_bands)):
-            payload = files.load(out / f"encoder_{modality}.pt")
-            card = payload["card"]
+            state, card = encoders.read_encoder(out / f"encoder_{modality}.pt")
             assert card["source"]["sha256"] == digests["sha256"]
             assert card["source"]["md5"] == digests["md5"]
             assert card["source"]["file"] == rel.file and "MIT" in card["source"]["licence"]
@@ -89,9 +88,9 @@ def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkp
             assert card["variant"] == name and card["encoder"] == "mobilenet_v2"
             assert card["settings"]["reference_args"]["n_channels"] == rel.s2_bands
             reference = module.net.get_submodule(prefix).state_dict()
-            assert payload["state_dict"].keys() == reference.keys()
+            assert state.keys() == reference.keys()
             for key, value in reference.items():
-                assert torch.equal(payload["state_dict"][key], value)
+                assert torch.equal(state[key], value)
             source = encoders.load_encoder_source(str(out / f"encoder_{modality}.pt"), modality,
                                                   Finetune.parse({}))
             assert (source.weights, source.in_channels) == (name, bands)

@@ -7,9 +7,11 @@ group instead of once per run and once more per evaluation. Each run's outputs
 that fails does not stop the others: the group ends with an error naming the failed runs.
 
 A completed run also keeps hard links to its outputs, with the key of everything it was computed
-from, in ``<run>/.complete/``. Snakemake deletes all outputs of a job that failed; when the job
-is rerun, a run whose key is unchanged gets its outputs back from those links instead of being
-trained again, and an interrupted run resumes from its ``checkpoint.pt``.
+from, in ``<run>/.complete/``, until the whole group has succeeded. Snakemake deletes all outputs
+of a job that failed; when the job is rerun, a run whose key is unchanged gets its outputs back
+from those links instead of being trained again, and an interrupted run resumes from its
+``checkpoint.pt``. Once every run is done the links go, so that a run model the workflow deletes
+as temporary (``finetune.keep_models: false``) leaves no copy behind.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,3 +129,5 @@ def finetune_group(*, task: str, modality: str, encoder: str, setting: list[str]
     if failed:
         raise CromssError(f"{len(failed)} of the group's runs failed (the others are complete): "
                           + "; ".join(failed))
+    for run in group_runs(setting, seed, out):
+        shutil.rmtree(run.out / COMPLETE, ignore_errors=True)

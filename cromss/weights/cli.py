@@ -1,4 +1,4 @@
-"""Commands of weights files: ``cromss weights export | publish | release``."""
+"""Commands of weights files: ``cromss weights export | release``."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ def _export_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish_encoder(args: argparse.Namespace) -> int:
-    from cromss.weights.publish import publish_encoder_file
-
-    publish_encoder_file(args.encoder, args.out)
-    return 0
-
-
 def _release_encoders(args: argparse.Namespace) -> int:
     from cromss.sources.cli import load_real
     from cromss.weights.released import export_release, fetch_release, release
@@ -35,7 +28,7 @@ def _release_encoders(args: argparse.Namespace) -> int:
 
 
 def register(groups: Groups) -> None:
-    """Add ``cromss weights export``, ``cromss weights publish`` and ``cromss weights release``."""
+    """Add ``cromss weights export`` and ``cromss weights release``."""
     from cromss.weights.released import RELEASES
 
     p = groups["weights"].add_parser("export", help="one modality's encoder of a pretrained "
@@ -43,21 +36,15 @@ def register(groups: Groups) -> None:
     p.add_argument("--model", type=Path, required=True, help="model.pt from `cromss pretrain run`")
     p.add_argument("--modality", choices=("s1", "s2"), required=True,
                    help="the branch whose encoder is exported")
-    p.add_argument("--out", type=Path, required=True, help="encoder file to write")
+    p.add_argument("--out", type=Path, required=True, help="encoder file to write (and its "
+                   "published folder beside it: safetensors, Hub card, STAC item, torchgeo file)")
     p.set_defaults(func=_export_encoder)
-
-    p = groups["weights"].add_parser("publish", help="an encoder file as a folder to publish: "
-                                     "safetensors, Hub model card, STAC item, torchgeo file")
-    p.add_argument("--encoder", type=Path, required=True,
-                   help="encoder_<m>.pt from `cromss weights export | release`")
-    p.add_argument("--out", type=Path, required=True, help="folder to write (its name is the "
-                   "STAC item's id), e.g. results/published/midF/encoder_s2")
-    p.set_defaults(func=_publish_encoder)
 
     p = groups["weights"].add_parser("release", help="fetch a released CromSS checkpoint and "
                                      "write its S1 and S2 encoders with model cards")
     p.add_argument("--name", required=True, choices=RELEASES, help="released checkpoint")
     p.add_argument("--settings", help="data.real settings (JSON text or a YAML/JSON file)")
-    p.add_argument("--out", type=Path, required=True, help="writes OUT/encoder_{s1,s2}.pt")
+    p.add_argument("--out", type=Path, required=True, help="writes OUT/encoder_{s1,s2}.pt and "
+                   "their published folders OUT/encoder_{s1,s2}/")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_release_encoders)

@@ -2,13 +2,17 @@
 model card), the encoders inside the released CromSS Lightning checkpoints, plain state dicts, and
 loading any of them into a network with errors that name the file and the bad keys.
 
-An encoder file is ``{"state_dict": ..., "card": ...}`` readable with ``torch.load(weights_only=True)``;
-its folder to publish (safetensors, Hub card, STAC item, torchgeo file) is
-:mod:`cromss.weights.publish`.
+An encoder file is ``{"state_dict": ..., "hyper_parameters": ..., "card": ...}`` readable with
+``torch.load(weights_only=True)``, laid out as the Lightning file torchgeo's
+``SemanticSegmentationTask(weights=<file>)`` reads (state-dict keys ``model.<encoder key>``;
+:func:`cromss.weights.publish.torchgeo_checkpoint`); :func:`read_encoder` gives the plain keys, and
+reads the plain ``{"state_dict", "card"}`` files of cromss 0.1 too. The folder beside it
+(safetensors with the plain keys, Hub card, STAC item) is :mod:`cromss.weights.publish`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ from cromss.errors import CromssError
 from cromss.models import CromssModel
 from cromss.weights import files
 from cromss.weights.cards import model_card
+from cromss.weights.publish import publish_encoder, torchgeo_backbone, torchgeo_checkpoint
 
 if TYPE_CHECKING:
     from cromss.settings import Finetune
@@ -41,18 +46,32 @@ def encoder_checkpoint(model: CromssModel, modality: str, settings: Mapping[str,
 
 def save_encoder(path: str | Path, model: CromssModel, modality: str,
                  settings: Mapping[str, Any], origin: Mapping[str, Any] | None = None) -> Path:
-    """Write one modality's encoder and card to ``path`` atomically (its folder to publish:
-    :func:`cromss.weights.publish.publish_encoder`)."""
+    """Write one modality's encoder and card to ``path`` atomically, and its published folder
+    beside it (:func:`cromss.weights.publish.publish_encoder`)."""
     path = Path(path)
     checkpoint = encoder_checkpoint(model, modality, settings, origin)
-    files.save(checkpoint, path)
+    files.save(encoder_file_payload(checkpoint["state_dict"], checkpoint["card"]), path)
+    publish_encoder(path, checkpoint["state_dict"], checkpoint["card"])
     return path
 
 
 def read_encoder(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(state_dict, card) of an encoder file, loaded with ``weights_only=True``."""
     payload = files.read_weights(path, ("state_dict", "card"), "encoder file")
-    return payload["state_dict"], payload["card"]
+    return plain_state(payload), payload["card"]
+
+
+def encoder_file_payload(state: Mapping[str, Tensor], card: Mapping[str, Any]) -> dict[str, Any]:
+    """What an encoder file holds: torchgeo's Lightning layout of the weights, and the card."""
+    return {**torchgeo_checkpoint(state, card), "card": json.loads(json.dumps(card))}
+
+
+def plain_state(payload: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The encoder's own keys of an encoder file's payload (torchgeo's ``model.`` removed from
+    a file in its layout; a cromss 0.1 file's as they are)."""
+    if "hyper_parameters" in payload:
+        return torchgeo_backbone(payload)
+    return dict(payload["state_dict"])
 
 
 # -- loading weights into a network ---------------------------------------------------------------
@@ -180,6 +199,7 @@ def load_encoder_source(spec: str, modality: str, settings: Finetune | None) -> 
     state = payload.get("state_dict", payload)
     card: dict[str, Any] = payload["card"] if isinstance(payload.get("card"), dict) else {}
     if card:
+        state = plain_state(payload)
         if card.get("modality") != modality:
             raise CromssError(f"{spec}: a {card.get('modality')} encoder, not {modality}")
         weights, name = str(card.get("variant", Path(spec).stem)), card["encoder"]

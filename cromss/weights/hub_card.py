@@ -91,11 +91,12 @@ model = smp.Unet("{encoder}", encoder_weights=None, in_channels={bands}, classes
 model.encoder.load_state_dict(load_file("model.safetensors"))
 ```
 
-torchgeo (its own loading path reads `torchgeo.ckpt`):
+torchgeo reads, through its own loading path, the encoder file this folder was made from,
+`encoder_{modality}.pt` beside it (Lightning's layout; publish it with the folder):
 
 ```python
 from torchgeo.trainers import SemanticSegmentationTask
-task = SemanticSegmentationTask(model="unet", backbone="{encoder}", weights="torchgeo.ckpt",
+task = SemanticSegmentationTask(model="unet", backbone="{encoder}", weights="../encoder_{modality}.pt",
                                 in_channels={bands}, num_classes=NUM_CLASSES)
 ```
 

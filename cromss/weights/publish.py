@@ -1,15 +1,15 @@
-"""Encoders a user can publish and use elsewhere: from an ``encoder_<m>.pt``, a folder that is a
-ready Hugging Face model repository (``cromss weights publish``; the workflow's ``published``
-target writes ``results/published/<weights>/encoder_<m>/``, outside the versioned results, since
-each of its files repeats the encoder).
+"""Encoders a user can publish and use elsewhere: beside each ``encoder_<m>.pt`` a folder
+``encoder_<m>/`` that is a ready Hugging Face model repository.
 
 - ``model.safetensors``: the encoder's state dict (``safetensors.torch``), the model card as JSON in
   its metadata (``cromss_card``);
 - ``README.md``: the model card with the Hub's YAML header (:mod:`cromss.weights.hub_card`);
-- ``item.json``: a STAC Item with the Machine Learning Model extension (:mod:`cromss.weights.stac_item`);
-- ``torchgeo.ckpt``: a Lightning-style file torchgeo's ``SemanticSegmentationTask(weights=<file>)``
-  reads (``utils.extract_backbone``: ``hyper_parameters["model"]`` and ``state_dict`` keys
-  ``model.<encoder key>``).
+- ``item.json``: a STAC Item with the Machine Learning Model extension (:mod:`cromss.weights.stac_item`).
+
+The encoder file itself is laid out as the Lightning file torchgeo's
+``SemanticSegmentationTask(weights=<file>)`` reads (``utils.extract_backbone``:
+``hyper_parameters["model"]`` and ``state_dict`` keys ``model.<encoder key>``;
+:func:`torchgeo_checkpoint`), so no third copy of the weights is needed for torchgeo.
 
 Every file is written atomically. Only the standard library is imported at module level: the
 workflow's Snakefile reads :data:`PUBLISHED`.
@@ -27,10 +27,16 @@ from cromss.errors import CromssError
 if TYPE_CHECKING:
     from torch import Tensor
 
-PUBLISHED = ("model.safetensors", "README.md", "item.json", "torchgeo.ckpt")
+PUBLISHED = ("model.safetensors", "README.md", "item.json")
 """The files of a published encoder folder."""
 TORCHGEO_PREFIX = "model."
 """torchgeo's ``extract_backbone`` keeps the keys holding ``model.`` and deletes every ``model.``."""
+
+
+def published_dir(encoder_path: str | Path) -> Path:
+    """The folder published beside an encoder file: ``encoder_s2.pt`` -> ``encoder_s2/``."""
+    path = Path(encoder_path)
+    return path.with_name(path.stem)
 
 
 def torchgeo_backbone(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,24 +75,21 @@ def write_safetensors(path: Path, state: Mapping[str, Tensor], card: Mapping[str
     return write_file(path, lambda handle: handle.write(blob))
 
 
-def publish_encoder(folder: str | Path, state: Mapping[str, Tensor],
+def publish_encoder(encoder_path: str | Path, state: Mapping[str, Tensor],
                     card: Mapping[str, Any]) -> list[Path]:
-    """Write the :data:`PUBLISHED` files of one encoder into ``folder`` (its name is the STAC
-    item's id)."""
+    """Write the :data:`PUBLISHED` files of one encoder into :func:`published_dir`."""
     from cromss.atomic import write_file
-    from cromss.weights import files
     from cromss.weights.hub_card import hub_readme
     from cromss.weights.stac_item import stac_item
 
-    folder = Path(folder)
+    folder = published_dir(encoder_path)
     folder.mkdir(parents=True, exist_ok=True)
-    safetensors, readme, item, torchgeo = (folder / name for name in PUBLISHED)
+    safetensors, readme, item = (folder / name for name in PUBLISHED)
     write_safetensors(safetensors, state, card)
     write_file(readme, lambda handle: handle.write(hub_readme(card).encode()))
     document = json.dumps(stac_item(state, card, folder.name), indent=2) + "\n"
     write_file(item, lambda handle: handle.write(document.encode()))
-    files.save(torchgeo_checkpoint(state, card), torchgeo)
-    return [safetensors, readme, item, torchgeo]
+    return [safetensors, readme, item]
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -102,11 +105,3 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any
     if not card:
         raise CromssError(f"{path}: no cromss_card in the safetensors metadata")
     return state, card
-
-
-def publish_encoder_file(encoder_path: str | Path, folder: str | Path) -> list[Path]:
-    """The :data:`PUBLISHED` files of an encoder file (this workflow's or a release's)."""
-    from cromss.weights.encoders import read_encoder
-
-    state, card = read_encoder(encoder_path)
-    return publish_encoder(folder, state, card)

@@ -5,7 +5,8 @@ The authors released four Lightning checkpoints in the NoLDO-S12 Hugging Face re
 (``weights-cromss-{13B,9B}-{midFusion,lateFusion}-epoch=199.ckpt``). ``finetune.weights`` names them
 ``release-13B-midF``, ``release-13B-lateF``, ``release-9B-midF`` and ``release-9B-lateF``;
 ``cromss weights release`` downloads one (resumable, verified) and writes ``OUT/encoder_s1.pt`` and
-``OUT/encoder_s2.pt``, the same files a pretraining variant exports, each with a model card that
+``OUT/encoder_s2.pt`` (and their published folders ``OUT/encoder_{s1,s2}/``), the same files a
+pretraining variant exports, each with a model card that
 says where its weights came from (repository, revision, file, URL, size, md5, sha256, licence) and
 what inputs they expect.
 
@@ -121,7 +122,8 @@ def export_release(path: str | Path, rel: Release, out: str | Path,
     from cromss.models import ENCODER_DEPTH, MODALITIES
     from cromss.weights import files
     from cromss.weights.cards import model_card
-    from cromss.weights.encoders import load_encoder_state, strip_prefix
+    from cromss.weights.encoders import encoder_file_payload, load_encoder_state, strip_prefix
+    from cromss.weights.publish import publish_encoder
 
     state, args = read_release(path, rel)
     settings = encoder_settings(state, args, rel)
@@ -133,7 +135,8 @@ def export_release(path: str | Path, rel: Release, out: str | Path,
                              depth=ENCODER_DEPTH, weights=None)
         load_encoder_state(module, weights, f"{path} ({modality})")  # checks every key
         target = Path(out) / f"encoder_{modality}.pt"
-        files.save({"state_dict": module.state_dict(), "card": card}, target)
+        files.save(encoder_file_payload(module.state_dict(), card), target)
+        publish_encoder(target, module.state_dict(), card)
         written.append(target)
     return written
 

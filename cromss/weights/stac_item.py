@@ -127,8 +127,9 @@ def stac_item(state: Mapping[str, Tensor], card: Mapping[str, Any], item_id: str
             # when an asset has them too
             "weights": {"href": "./model.safetensors", "title": "encoder weights", **weights,
                         "bands": bands},
-            "torchgeo": {"href": "./torchgeo.ckpt", "title": "torchgeo SemanticSegmentationTask "
-                         "weights file", "type": "application/octet-stream",
+            "torchgeo": {"href": f"../encoder_{card['modality']}.pt",
+                         "title": "torchgeo SemanticSegmentationTask weights file (the encoder "
+                         "file)", "type": "application/octet-stream",
                          "roles": ["mlm:model", "mlm:weights"], "mlm:artifact_type": "torch.save"},
             "card": {"href": "./README.md", "type": "text/markdown", "roles": ["metadata"],
                      "title": "model card"},

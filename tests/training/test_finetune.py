@@ -113,7 +113,7 @@ def test_frozen_and_finetuned_encoders(tmp_path, stores, s2_encoder_file, settin
                       seed=1, train=stores[0],
                       settings=Finetune.parse({**SETTINGS, "frozen_batchnorm": batchnorm}),
                       out=out)
-    before = files.load(s2_encoder_file)["state_dict"]
+    before = encoders.read_encoder(s2_encoder_file)[0]
     after = encoder_weights(out / "model.pt")
     assert torch.equal(after["conv1.weight"], before["conv1.weight"]) == (setting == "frozen")
     stats_fixed = torch.equal(after["bn1.running_mean"], before["bn1.running_mean"])

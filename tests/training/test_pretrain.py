@@ -16,7 +16,7 @@ from cromss.errors import CromssError
 from cromss.data.store import open_arrays
 from cromss.settings import Pretrain
 from cromss.training import pretrain
-from cromss.weights import files, trained
+from cromss.weights import encoders, files, trained
 from helpers.settings import PRETRAIN_SETTINGS as SETTINGS
 from helpers.stores import write_store
 
@@ -56,10 +56,9 @@ def test_outputs_cards_and_log(uninterrupted, store, tmp_path):
     assert sorted(p.name for p in uninterrupted.iterdir()) == [
         "log.jsonl", "model.pt"]  # checkpoint removed at the end
     trained.export_encoder(uninterrupted / "model.pt", "s2", tmp_path / "encoder_s2.pt")
-    payload = files.load(tmp_path / "encoder_s2.pt")
-    card = payload["card"]
+    state, card = encoders.read_encoder(tmp_path / "encoder_s2.pt")
     assert card["variant"] == "midF" and card["modality"] == "s2" and card["in_channels"] == 9
-    assert payload["state_dict"]["conv1.weight"].shape[1] == 9
+    assert state["conv1.weight"].shape[1] == 9
     records = read_log(uninterrupted / "log.jsonl")
     assert [r["epoch"] for r in records] == [0, 1]
     for r in records:

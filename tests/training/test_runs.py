@@ -4,7 +4,6 @@ a failed run not losing the others, and a rerun restoring completed runs instead
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -31,7 +30,7 @@ def test_a_group_trains_and_evaluates_each_run_like_the_single_commands(tmp_path
                  "--test", str(stores[1])]) == 0
     for seed in (0, 1):
         run = tmp_path / "group" / "frozen" / f"seed{seed}"
-        assert {p.name for p in run.iterdir()} == {*runs.OUTPUTS, runs.COMPLETE}
+        assert {p.name for p in run.iterdir()} == set(runs.OUTPUTS)  # no links left
     grouped = json.loads((tmp_path / "group/frozen/seed1/metrics.json").read_text())
     assert grouped == json.loads((single / "metrics.json").read_text())
 
@@ -59,21 +58,27 @@ def test_a_failed_run_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, stor
     assert trained == [0, 1, 0]  # seed 1 restored, not retrained
     assert (root / "frozen/seed1/metrics.json").read_text() == metrics
     assert (root / "frozen/seed0/metrics.json").is_file()
+    assert not list(root.rglob(runs.COMPLETE))  # the group succeeded: its links are gone
 
 
 def test_a_changed_input_retrains_a_completed_run(tmp_path, stores, monkeypatch):
-    root = tmp_path / "group"
-    assert main(group_args(root, stores, seeds=("0",))) == 0
     trained = []
     real = finetune.finetune
-    monkeypatch.setattr(finetune, "finetune",
-                        lambda **kw: trained.append(kw["seed"]) or real(**kw))
-    args = group_args(root, stores, seeds=("0",))
+
+    def failing_seed1_once(**kwargs):
+        trained.append(kwargs["seed"])
+        if kwargs["seed"] == 1 and trained.count(1) == 1:
+            raise ValueError("injected failure")
+        return real(**kwargs)
+
+    monkeypatch.setattr(finetune, "finetune", failing_seed1_once)
+    root = tmp_path / "group"
+    assert main(group_args(root, stores)) == 2
+    assert (root / "frozen/seed0" / runs.COMPLETE).is_dir()  # kept: the group failed
+    args = group_args(root, stores)
     args[args.index("--settings") + 1] = json.dumps({**SETTINGS, "epochs": 1, "lr": 0.02})
     assert main(args) == 0
-    assert trained == [0]
-    shutil.rmtree(root / "frozen/seed0" / runs.COMPLETE)
-    assert main(args) == 0 and trained == [0, 0]
+    assert trained == [0, 1, 0, 1]  # seed 0's links have another key: trained again
 
 
 def test_the_output_pattern_must_name_setting_and_seed():

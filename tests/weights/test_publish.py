@@ -1,5 +1,5 @@
-"""The folder `cromss weights publish` makes of an encoder file: safetensors, Hub card, STAC item,
-torchgeo file, all holding exactly the encoder's weights and card."""
+"""The encoder file (torchgeo's layout) and the folder published beside it (safetensors, Hub card,
+STAC item), all holding exactly the encoder's weights and card."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import torch
 from huggingface_hub import ModelCard
 
 from cromss import models
-from cromss.cli import main
 from cromss.constants import S2_MEAN
 from cromss.errors import CromssError
 from cromss.normalisation import InputNormalisation
 from cromss.weights import cards, encoders, files, publish
-from cromss.weights.publish import publish_encoder_file
 
 SETTINGS = {"encoder": "resnet18", "fusion": "middle", "s2_bands": 13,
             "decoder_channels": [16, 16, 8, 8, 8], "name": "midF"}
@@ -25,27 +23,25 @@ SETTINGS = {"encoder": "resnet18", "fusion": "middle", "s2_bands": 13,
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], dict]:
-    """An encoder exported by ``save_encoder`` (the pretraining export) and published by
-    ``cromss weights publish``: the folder, the encoder's weights and card."""
+    """An encoder exported by ``save_encoder`` (the pretraining export), its weights and card."""
     model = models.build_model(SETTINGS)
-    root = tmp_path_factory.mktemp("publish")
-    path = encoders.save_encoder(root / "encoder_s2.pt", model, "s2", SETTINGS, cards.provenance())
-    assert [p.name for p in root.iterdir()] == ["encoder_s2.pt"]  # nothing else until published
-    folder = root / "published" / "encoder_s2"
-    assert main(["weights", "publish", "--encoder", str(path), "--out", str(folder)]) == 0
+    path = tmp_path_factory.mktemp("publish") / "encoder_s2.pt"
+    encoders.save_encoder(path, model, "s2", SETTINGS, cards.provenance())
     state, card = encoders.read_encoder(path)
     assert all(torch.equal(state[k], v) for k, v in model.encoder("s2").state_dict().items())
-    return folder, state, card
+    return path, state, card
 
 
-def test_every_file_is_written_into_the_folder(exported) -> None:
-    folder, _, _ = exported
+def test_every_file_is_written_beside_the_encoder(exported) -> None:
+    path, _, _ = exported
+    folder = path.parent / "encoder_s2"
+    assert publish.published_dir(path) == folder
     assert sorted(p.name for p in folder.iterdir()) == sorted(publish.PUBLISHED)
 
 
 def test_safetensors_hold_the_encoder_and_its_card(exported) -> None:
-    folder, state, card = exported
-    tensors, stored_card = publish.read_safetensors(folder / "model.safetensors")
+    path, state, card = exported
+    tensors, stored_card = publish.read_safetensors(publish.published_dir(path) / "model.safetensors")
     assert tensors.keys() == state.keys()
     assert all(torch.equal(tensors[k], v) for k, v in state.items())
     assert stored_card == card
@@ -53,9 +49,10 @@ def test_safetensors_hold_the_encoder_and_its_card(exported) -> None:
     unet.encoder.load_state_dict(tensors)  # strict: the keys of smp's encoder
 
 
-def test_torchgeo_file_has_the_layout_torchgeo_reads(exported) -> None:
-    folder, state, card = exported
-    checkpoint = torch.load(folder / "torchgeo.ckpt")  # torchgeo's call
+def test_the_encoder_file_has_the_layout_torchgeo_reads(exported) -> None:
+    path, state, card = exported
+    checkpoint = torch.load(path)  # torchgeo's call
+    assert checkpoint["card"] == card
     assert all(key.startswith("model.") for key in checkpoint["state_dict"])
     hyper = checkpoint["hyper_parameters"]
     assert (hyper["model"], hyper["backbone"], hyper["in_channels"]) == ("unet", "resnet18", 13)
@@ -87,15 +84,15 @@ def assert_same(loaded: dict, state: dict) -> None:
 
 
 def test_readme_loads_the_weights_with_smp(exported, monkeypatch) -> None:
-    folder, state, _ = exported
-    namespace = run_readme(folder, "import segmentation_models_pytorch",
+    path, state, _ = exported
+    namespace = run_readme(publish.published_dir(path), "import segmentation_models_pytorch",
                            monkeypatch)
     assert_same(namespace["model"].encoder.state_dict(), state)
 
 
 def test_readme_transform_is_the_package_transform(exported, monkeypatch) -> None:
-    folder, _, card = exported
-    block = readme_block(folder, "from cromss.normalisation")
+    path, _, card = exported
+    block = readme_block(publish.published_dir(path), "from cromss.normalisation")
     raw = torch.rand(2, 13, 32, 32) * 5000
     namespace = {"raw": raw}
     exec(block, namespace)
@@ -104,14 +101,15 @@ def test_readme_transform_is_the_package_transform(exported, monkeypatch) -> Non
 
 def test_torchgeo_loads_exactly_our_weights(exported, monkeypatch) -> None:
     pytest.importorskip("torchgeo.trainers")
-    folder, state, _ = exported
-    namespace = run_readme(folder, "from torchgeo.trainers", monkeypatch)
+    path, state, _ = exported
+    namespace = run_readme(publish.published_dir(path), "from torchgeo.trainers", monkeypatch)
     assert_same(namespace["task"].model.encoder.state_dict(), state)
 
 
 def test_terratorch_loads_exactly_our_weights(exported, monkeypatch) -> None:
     pytest.importorskip("terratorch.models")
-    folder, state, _ = exported
+    path, state, _ = exported
+    folder = publish.published_dir(path)
     smp_route = run_readme(folder, "from safetensors.torch import load_file\nfrom terratorch",
                            monkeypatch)
     assert_same(smp_route["model"].smp_model.encoder.state_dict(), state)
@@ -121,8 +119,8 @@ def test_terratorch_loads_exactly_our_weights(exported, monkeypatch) -> None:
 
 
 def test_hub_card_has_the_metadata_header(exported) -> None:
-    folder, _, card = exported
-    text = (folder / "README.md").read_text()
+    path, _, card = exported
+    text = (publish.published_dir(path) / "README.md").read_text()
     data = ModelCard(text).data.to_dict()
     assert data["license"] == "mit" and data["library_name"] == "segmentation-models-pytorch"
     assert {"sentinel-2", "cromss", "resnet18"} <= set(data["tags"])
@@ -139,12 +137,22 @@ def test_released_weights_are_published_with_their_source(release_checkpoints, t
     path, _ = release_checkpoints["release-9B-lateF"]
     source = {"file": path.name, "url": "https://example.invalid/w.ckpt", "licence": "MIT"}
     for written in export_release(path, release("release-9B-lateF"), tmp_path, source):
-        folder = tmp_path / "published" / written.stem
-        publish_encoder_file(written, folder)
+        folder = publish.published_dir(written)
         state, card = encoders.read_encoder(written)
         tensors, stored = publish.read_safetensors(folder / "model.safetensors")
         assert stored["source"] == source and tensors.keys() == state.keys()
         data = ModelCard((folder / "README.md").read_text()).data.to_dict()
         assert data["datasets"] == ["vikki23/NoLDO-S12"] and data["source"] == source
-        backbone = publish.torchgeo_backbone(files.load(folder / "torchgeo.ckpt"))
+        backbone = publish.torchgeo_backbone(files.load(written))
         assert all(torch.equal(backbone[k], v) for k, v in state.items())
+
+
+def test_an_encoder_file_of_cromss_0_1_still_reads(exported, tmp_path) -> None:
+    """Before 0.2 an encoder file held the plain keys: ``{"state_dict", "card"}``."""
+    path, state, card = exported
+    old = tmp_path / "encoder_s2.pt"
+    files.save({"state_dict": state, "card": card}, old)
+    assert_same(encoders.read_encoder(old)[0], state)
+    source = encoders.load_encoder_source(str(old), "s2", None)
+    assert_same(source.state_dict, state)
+    assert_same(encoders.load_encoder_source(str(path), "s2", None).state_dict, state)

@@ -27,8 +27,7 @@ def items(tmp_path_factory) -> dict[str, dict]:
     for modality in ("s1", "s2"):
         path = encoders.save_encoder(folder / f"encoder_{modality}.pt", model, modality, SETTINGS,
                                      cards.provenance())
-        publish.publish_encoder_file(path, folder / f"encoder_{modality}")
-        out[modality] = json.loads((folder / f"encoder_{modality}" / "item.json").read_text())
+        out[modality] = json.loads((publish.published_dir(path) / "item.json").read_text())
     return out
 
 
@@ -77,5 +76,5 @@ def test_item_describes_bands_scaling_classes_and_source(items) -> None:
     assert props["mlm:architecture"].startswith("resnet18")
     assets = items["s2"]["assets"]
     assert {a["href"] for a in assets.values()} == {f"./{n}" for n in publish.PUBLISHED
-                                                   if n != "item.json"}
+                                                   if n != "item.json"} | {"../encoder_s2.pt"}
     assert Path(assets["weights"]["href"]).name == "model.safetensors"

@@ -33,19 +33,14 @@ def test_release_config_builds_tables_1_to_3_without_pretraining(tmp_path):
     assert config["pretrain"]["encoder"] == "resnet50" and config["finetune"]["epochs"] == 50
 
 
-def test_the_folder_to_publish_of_each_encoder_is_a_rule_product(tmp_path):
+def test_the_published_folder_of_each_encoder_is_a_rule_product(tmp_path):
     workdir = copy_workflow(tmp_path)
-    for target in ("results/published/release-9B-lateF/encoder_s1/item.json",
-                   "results/published/release-13B-midF/encoder_s2/torchgeo.ckpt"):
-        assert planned_jobs(workdir, *RELEASE_ARGS, target) == {"release_encoders": 1,
-                                                                "published_encoder": 1}
-    for name in ("model.safetensors", "README.md", "item.json", "torchgeo.ckpt"):
-        jobs = planned_jobs(workdir, f"results/published/midF/encoder_s1/{name}")
-        assert jobs["pretrain"] == 1 and jobs["published_encoder"] == 1
-        assert "release_encoders" not in jobs
-    # the `published` target: both encoders of every variant; nothing of the versioned stages
-    jobs = planned_jobs(workdir, "published")
-    assert jobs["published_encoder"] == 2 * 4 and "transfer_runs" not in jobs
+    for target in ("results/pretrain/release-9B-lateF/encoder_s1/item.json",
+                   "results/pretrain/release-13B-midF/encoder_s2/model.safetensors"):
+        assert planned_jobs(workdir, *RELEASE_ARGS, target) == {"release_encoders": 1}
+    for name in ("model.safetensors", "README.md", "item.json"):
+        jobs = planned_jobs(workdir, f"results/pretrain/midF/encoder_s1/{name}")
+        assert jobs["pretrain"] == 1 and "release_encoders" not in jobs
 
 
 def test_an_unknown_weights_name_stops_the_run_naming_it(tmp_path):

@@ -83,9 +83,8 @@ def encoder_file(weights, modality):
 
 
 def published_files(weights, modality):
-    """An encoder's folder to publish (safetensors, Hub card, STAC item, torchgeo file), built on
-    request (`snakemake --cores all published`) outside the versioned results/pretrain."""
-    return [f"{RESULTS}/published/{weights}/encoder_{modality}/{name}" for name in PUBLISHED]
+    """The folder published beside an encoder: safetensors, Hub card, STAC item."""
+    return [f"{RESULTS}/pretrain/{weights}/encoder_{modality}/{name}" for name in PUBLISHED]
 
 
 def best_model_file(task):

@@ -1,6 +1,6 @@
 # CromSS pretraining on the noisy-label store: one job per variant, which also exports the encoder
-# of each of its modalities for transfer (one rule per set of modalities: outputs are static); and
-# on request an encoder's folder to publish (safetensors, Hub card, STAC MLM item, torchgeo file).
+# of each of its modalities for transfer (a file torchgeo reads too), with its published folder
+# (safetensors, Hub card, STAC MLM item; one rule per set of modalities: outputs are static).
 
 
 rule pretrain:
@@ -11,6 +11,8 @@ rule pretrain:
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=expand(encoder_file("{variant}", "{modality}"), modality=["s1", "s2"],
                         allow_missing=True),
+        published=expand(published_files("{variant}", "{modality}"), modality=["s1", "s2"],
+                         allow_missing=True),
     wildcard_constraints:
         variant=variants_with(["s1", "s2"]),
     params:
@@ -40,6 +42,7 @@ use rule pretrain as pretrain_s1 with:
         model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=[encoder_file("{variant}", "s1")],
+        published=published_files("{variant}", "s1"),
     wildcard_constraints:
         variant=variants_with(["s1"]),
 
@@ -49,25 +52,6 @@ use rule pretrain as pretrain_s2 with:
         model=f"{RESULTS}/pretrain/{{variant}}/model.pt",
         log=f"{RESULTS}/pretrain/{{variant}}/log.jsonl",
         encoders=[encoder_file("{variant}", "s2")],
+        published=published_files("{variant}", "s2"),
     wildcard_constraints:
         variant=variants_with(["s2"]),
-
-
-rule published_encoder:
-    input:
-        encoder_file("{weights}", "{modality}"),
-    output:
-        published_files("{weights}", "{modality}"),
-    params:
-        out=lambda w: f"{RESULTS}/published/{w.weights}/encoder_{w.modality}",
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/published/{{weights}}_{{modality}}.log",
-    benchmark:
-        f"{BENCH}/published/{{weights}}_{{modality}}.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    shell:
-        "cromss weights publish --encoder {input:q} --out {params.out:q} > {log:q} 2>&1"

@@ -8,6 +8,8 @@ rule release_encoders:
     output:
         encoder_file("{release}", "s1"),
         encoder_file("{release}", "s2"),
+        published_files("{release}", "s1"),
+        published_files("{release}", "s2"),
     wildcard_constraints:
         release="|".join(RELEASES),
     params:

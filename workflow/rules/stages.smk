@@ -1,11 +1,11 @@
-# One target per DVC stage (dvc.yaml): `snakemake --cores all data|pretraining|transfer` builds it,
-# and `published` the encoders' folders to publish (not a DVC stage: built from the encoders).
+# One target per DVC stage (dvc.yaml): `snakemake --cores all data|pretraining|transfer` builds it.
 
 
 rule pretraining:
     input:
         expand(f"{RESULTS}/pretrain/{{variant}}/log.jsonl", variant=VARIANTS),
         [encoder_file(v, m) for v in VARIANTS for m in variant_modalities(v)],
+        [f for v in VARIANTS for m in variant_modalities(v) for f in published_files(v, m)],
 
 
 rule transfer:
@@ -14,8 +14,3 @@ rule transfer:
         BEST_MODELS,
         [predictions_figure(t) for t in FT["tasks"]],
 
-
-rule published:
-    input:
-        [f for w in (*VARIANTS, *(set(FT["weights"]) & set(RELEASES)))
-         for m in variant_modalities(w) for f in published_files(w, m)],

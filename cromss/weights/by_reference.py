@@ -40,16 +40,18 @@ def sha256(path: str | Path) -> str:
 
 
 def split(state: Mapping[str, Tensor], loaded: Mapping[str, Tensor] | None,
-          encoder_file: str) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
-    """(weights to store, the card's reference) of a run whose encoder was loaded from
-    ``encoder_file`` as ``loaded``: the encoder weights still equal to it are left out."""
+          encoder_file: str | Path, start: str = PREFIX
+          ) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
+    """(weights to store, the card's reference) of a run whose encoder (under ``start`` in
+    ``state``) was loaded from ``encoder_file`` as ``loaded``: the encoder weights still equal to
+    it are left out."""
     if loaded is None:  # a random encoder: nothing to refer to
         return dict(state), None
     shared = sorted(k for k, v in loaded.items()
-                    if PREFIX + k in state and torch.equal(state[PREFIX + k].cpu(), v.cpu()))
+                    if start + k in state and torch.equal(state[start + k].cpu(), v.cpu()))
     if not shared:
         return dict(state), None
-    left_out = {PREFIX + k for k in shared}
+    left_out = {start + k for k in shared}
     kept = {k: v for k, v in state.items() if k not in left_out}
     return kept, {"file": str(encoder_file), "sha256": sha256(encoder_file), "keys": shared}
 
@@ -101,20 +103,15 @@ def refer_to_encoders(model_path: str | Path, encoder_files: Mapping[str, Path])
     model_path = Path(model_path)
     payload = files.read_weights(model_path, ("state_dict", "settings"), "pretrained model")
     state, model = full_state(model_path, payload), build_model(payload["settings"])
-    references = {}
+    references: dict[str, dict[str, Any]] = {}
     for modality, encoder_file in encoder_files.items():
         encoder_file = Path(encoder_file)
         if encoder_file.resolve().parent != model_path.resolve().parent:
             raise ValueError(f"{encoder_file} is not beside {model_path}")
         start = prefix(model, model.encoder(modality))
-        loaded = read_encoder(encoder_file)[0]
-        shared = sorted(k for k, v in loaded.items()
-                        if start + k in state and torch.equal(state[start + k], v.cpu()))
-        if shared:
-            references[modality] = {"file": encoder_file.name, "sha256": sha256(encoder_file),
-                                    "prefix": start, "keys": shared}
-            for key in shared:
-                del state[start + key]
+        state, reference = split(state, read_encoder(encoder_file)[0], encoder_file, start)
+        if reference is not None:
+            references[modality] = {**reference, "file": encoder_file.name, "prefix": start}
     files.save({**payload, "state_dict": state, REFERENCES: references}, model_path)
     return model_path
 

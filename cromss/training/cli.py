@@ -32,10 +32,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     pretrain(args.store, settings, args.out)
     if args.export_encoders and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
         from cromss.training.pretrain import MODEL
+        from cromss.weights.by_reference import refer_to_encoders
         from cromss.weights.trained import export_encoder
 
-        for modality in settings.modalities:
-            export_encoder(args.out / MODEL, modality, args.out / f"encoder_{modality}.pt")
+        exported = {modality: export_encoder(args.out / MODEL, modality,
+                                             args.out / f"encoder_{modality}.pt")
+                    for modality in settings.modalities}
+        refer_to_encoders(args.out / MODEL, exported)  # model.pt keeps no second copy of them
     return 0
 
 
@@ -98,7 +101,8 @@ def register(groups: Groups) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory of the variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--export-encoders", action="store_true", help="also write each modality's "
-                   "encoder to OUT/encoder_{s1,s2}.pt (as `cromss weights export` does)")
+                   "encoder to OUT/encoder_{s1,s2}.pt (as `cromss weights export` does); "
+                   "OUT/model.pt then refers to them instead of holding their weights")
     p.set_defaults(func=_pretrain)
 
     p = groups["finetune"].add_parser("run", help="transfer an encoder to a downstream task")

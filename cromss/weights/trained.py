@@ -30,11 +30,15 @@ def save_model(path: str | Path, model: CromssModel, settings: Mapping[str, Any]
 
 
 def load_model(path: str | Path) -> tuple[CromssModel, dict[str, Any]]:
-    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``."""
+    """(model, settings) of a file written by :func:`save_model`, loaded with ``weights_only=True``
+    (the encoder weights it refers to read from their files: :mod:`cromss.weights.by_reference`)."""
+    from cromss.weights.by_reference import full_state
+
     payload = files.read_weights(path, ("state_dict", "settings"), "pretrained model")
+    state = full_state(Path(path), payload)
     model = build_model(payload["settings"])
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise CromssError(f"{path}: weights do not match the settings' model: {err}") from err
     return model, payload["settings"]

@@ -109,10 +109,17 @@ def check_pretraining_ran_two_ddp_processes_in_one_allocation(slurm_run):
 
 
 def comparable(path: Path) -> object:
-    """A result file's content without its run times."""
+    """A result file's content without its run times and provenance (a published STAC item's
+    datetime is the time it was written; its pretrained source names the git commit, which only
+    the local run's working copy has)."""
     if path.suffix == ".jsonl":
         return [{k: v for k, v in json.loads(line).items() if k != "time_s"}
                 for line in path.read_text().splitlines()]
+    if path.name == "item.json":
+        item = json.loads(path.read_text())
+        for key in ("datetime", "mlm:pretrained_source"):
+            item["properties"].pop(key)
+        return item
     return path.read_text()
 
 

@@ -37,12 +37,14 @@ def configure(verbose: bool = False) -> None:
 
 @functools.cache
 def code_version() -> str:
-    """``cromss 0.1.0`` plus the git commit of the checkout it runs from (``+dirty`` if edited)."""
+    """``cromss 0.2.0`` plus the git commit of the checkout it runs from (``+dirty`` if edited)."""
     version = f"cromss {cromss.__version__}"
     root = Path(cromss.__file__).resolve().parents[1]
     try:
+        # the commit itself, never a tag name (--exclude: no tag describes it)
         commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty",
-                                 "--abbrev=12"], capture_output=True, text=True, timeout=10)
+                                 "--abbrev=12", "--exclude=*"], capture_output=True, text=True,
+                                timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return version
     return f"{version} (git {commit.stdout.strip()})" if commit.returncode == 0 else version

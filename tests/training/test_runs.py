@@ -35,17 +35,23 @@ def test_a_group_trains_and_evaluates_each_run_like_the_single_commands(tmp_path
     assert grouped == json.loads((single / "metrics.json").read_text())
 
 
-def test_a_failed_run_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, stores, monkeypatch):
-    trained = []
+def fail_once(monkeypatch, seed: int) -> list[int]:
+    """Make ``seed``'s first training fail; returns the seeds trained, in order."""
+    trained: list[int] = []
     real = finetune.finetune
 
     def flaky(**kwargs):
         trained.append(kwargs["seed"])
-        if kwargs["seed"] == 0 and trained.count(0) == 1:
+        if kwargs["seed"] == seed and trained.count(seed) == 1:
             raise ValueError("injected failure")
         return real(**kwargs)
 
     monkeypatch.setattr(finetune, "finetune", flaky)
+    return trained
+
+
+def test_a_failed_run_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, stores, monkeypatch):
+    trained = fail_once(monkeypatch, seed=0)
     root = tmp_path / "group"
     assert main(group_args(root, stores)) == 2  # the error names the failed run
     assert trained == [0, 1]
@@ -62,16 +68,7 @@ def test_a_failed_run_keeps_the_others_and_a_rerun_trains_only_it(tmp_path, stor
 
 
 def test_a_changed_input_retrains_a_completed_run(tmp_path, stores, monkeypatch):
-    trained = []
-    real = finetune.finetune
-
-    def failing_seed1_once(**kwargs):
-        trained.append(kwargs["seed"])
-        if kwargs["seed"] == 1 and trained.count(1) == 1:
-            raise ValueError("injected failure")
-        return real(**kwargs)
-
-    monkeypatch.setattr(finetune, "finetune", failing_seed1_once)
+    trained = fail_once(monkeypatch, seed=1)
     root = tmp_path / "group"
     assert main(group_args(root, stores)) == 2
     assert (root / "frozen/seed0" / runs.COMPLETE).is_dir()  # kept: the group failed

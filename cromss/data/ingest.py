@@ -119,13 +119,33 @@ def _checked(sample: layouts.Sample, spec: StoreSpec) -> layouts.Sample:
     return sample
 
 
-def _batch(samples: list[layouts.Sample], spec: StoreSpec) -> xr.Dataset:
+Buffers = dict[str, np.ndarray]
+"""Batch arrays by name, kept from one batch to the next (see :func:`_stack`)."""
+
+
+def _stack(arrays: list[np.ndarray], buffers: Buffers | None, name: str) -> np.ndarray:
+    """``np.stack(arrays)``, into ``buffers[name]`` when given (made at the first batch, then
+    reused: a fresh array of a whole batch costs more to fault in than to fill)."""
+    if buffers is None:
+        return np.stack(arrays)
+    shape, dtype = (len(arrays), *arrays[0].shape), np.result_type(*arrays)
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape[1:] != shape[1:] or len(buffer) < len(arrays) or (
+            buffer.dtype != dtype):
+        buffer = buffers[name] = np.empty(shape, dtype)
+    return np.stack(arrays, out=buffer[:len(arrays)])
+
+
+def _batch(samples: list[layouts.Sample], spec: StoreSpec, buffers: Buffers | None = None
+           ) -> xr.Dataset:
+    """The store batch of ``samples``, its images stacked into ``buffers`` when given (which
+    must then not be in use: the writer thread writes from the batch before)."""
     truth = [s.truth for s in samples]
     if any(t is None for t in truth) and not all(t is None for t in truth):
         raise CromssError(f"truth maps exist for some samples only ({samples[0].sample_id}...)")
     return make_batch(
-        s1=np.stack([s.s1 for s in samples]),
-        s2=np.stack([s.s2 for s in samples]),
+        s1=_stack([s.s1 for s in samples], buffers, "s1"),
+        s2=_stack([s.s2 for s in samples], buffers, "s2"),
         label=remap_labels(np.stack([s.label for s in samples]), spec.remap),
         truth=None if truth[0] is None else remap_labels(
             np.stack([t for t in truth if t is not None]), spec.remap),
@@ -210,9 +230,10 @@ def ingest_partition(store: str, roots: Roots, out: str | os.PathLike, index: in
         with (naming_failures(out), rasterio.Env(),
               ThreadPoolExecutor(1, thread_name_prefix="store-writer") as writer):
             pending: Future | None = None
-            for chunk in _chunks((_checked(sample, spec) for sample in samples),
-                                 plan.shard_samples):
-                batch = _batch(chunk, spec)
+            buffers: tuple[Buffers, Buffers] = ({}, {})  # one written, the other filled
+            for number, chunk in enumerate(_chunks((_checked(sample, spec) for sample in samples),
+                                                   plan.shard_samples)):
+                batch = _batch(chunk, spec, buffers[number % 2])
                 if pending is not None:
                     pending.result()
                 pending = writer.submit(write_region, partitioned.store_path(out), batch,

@@ -3,6 +3,7 @@ ingested end to end and compared with the store a correct reader must give."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 from pathlib import Path
@@ -238,3 +239,47 @@ def test_north_up_bilinear_of_integer_bands_is_what_gdal_computes():
         assert (bilinear_axis_aligned(padded, source.transform, grid) is not None) == ours_too
         gdal = _gdal_warp(padded.astype(np.float64), source, grid, False, 0)
         assert np.array_equal(resample_onto(data, source, grid), np.rint(gdal).astype(np.uint16))
+
+
+@pytest.mark.parametrize("in_env", [False, True], ids=["alone", "in-one-gdal-env"])
+def test_a_bad_raster_is_refused_naming_the_file_and_its_problem(tmp_path, in_env):
+    """Each problem of a file, named with the file, whether or not a GDAL environment is active
+    (ingest keeps one open; read_raster then skips rasterio's own per-file one)."""
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from cromss.data.layouts.rasters import read_raster, write_tif
+    from cromss.errors import CromssError
+
+    data = np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8)
+    good = tmp_path / "good.tif"
+    write_tif(good, data, 32632, from_origin(500000, 4000000, 10, 10))
+    no_crs = tmp_path / "no_crs.tif"
+    with rasterio.open(no_crs, "w", driver="GTiff", height=8, width=8, count=1, dtype="uint16",
+                       transform=from_origin(0, 8, 1, 1)) as dst:
+        dst.write(data[:1])
+    local_crs = tmp_path / "local_crs.tif"
+    with rasterio.open(local_crs, "w", driver="GTiff", height=8, width=8, count=1,
+                       dtype="uint16", crs=CRS.from_wkt('LOCAL_CS["site",UNIT["metre",1]]'),
+                       transform=from_origin(0, 8, 1, 1)) as dst:
+        dst.write(data[:1])
+    png = tmp_path / "band.tif"
+    with rasterio.open(png, "w", driver="PNG", height=8, width=8, count=1, dtype="uint16") as dst:
+        dst.write(data[:1])
+    text = tmp_path / "text.tif"
+    text.write_text("<html>404 not found</html>")
+    cases = [(tmp_path / "missing.tif", 1, FileNotFoundError, "file not found"),
+             (text, 1, CromssError, "not a readable GeoTIFF"),
+             (png, 1, CromssError, r"not a GeoTIFF \(driver PNG\)"),
+             (good, (1, 3), CromssError, "2 bands, expected 1 or 3"),
+             (no_crs, 1, CromssError, "no EPSG coordinate reference system"),
+             (local_crs, 1, CromssError, "no EPSG coordinate reference system")]
+    with rasterio.Env() if in_env else contextlib.nullcontext():
+        for path, count, error, problem in cases:
+            with pytest.raises(error, match=f"{path.name}: {problem}"):
+                read_raster(path, count=count)
+        values, grid = read_raster(good, count=2)
+    assert np.array_equal(values, data)
+    assert (grid.epsg, grid.shape, grid.transform) == (32632, (8, 8),
+                                                       (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0))
+    assert grid.bounds == (500000.0, 3999920.0, 500080.0, 4000000.0)

@@ -69,7 +69,7 @@ def _open(path: Path, count: int | Sequence[int] | None) -> tuple[Any, int]:
         raise FileNotFoundError(f"{path}: file not found")
     # rasterio.open enters a GDAL environment of its own for each file; inside one (ingest
     # keeps one for all files) that nested one is a third of the CPU of reading a band file
-    opener = rasterio.open.__wrapped__ if hasenv() else rasterio.open
+    opener = getattr(rasterio.open, "__wrapped__", rasterio.open) if hasenv() else rasterio.open
     try:
         src = opener(path)
     except RasterioError as err:

@@ -124,6 +124,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")
 
 
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run: Path) -> Path:
+    """The Snakemake report of ``tiny_run`` (``snakemake --report``), made once for the tests
+    that read it (in the ``tiny_run`` group)."""
+    from helpers.workflow import TINY_ARGS, snakemake
+    snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
+    return tiny_run / "report.html"
+
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -90,7 +90,8 @@ def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     """Release name -> (file, Lightning module) of four tiny checkpoints written by Lightning the
     way the reference writes the released weights (``tests/helpers/reference_checkpoints.py``), with the
     small ``mobilenet_v2`` encoder in place of ResNet-50 to keep them small (the payload and the
-    key layout are those of the released files)."""
+    key layout are those of the released files). Mark the tests that use them
+    ``xdist_group("release_checkpoints")``, so that one worker writes them."""
     from cromss.weights.released import RELEASES, release
     from helpers.reference_checkpoints import write_reference_checkpoint
     # laid out as the Hugging Face repository serves them (tests/test_release.py serves this root)

@@ -6,9 +6,15 @@ unpacks to, so the same ingest code is exercised as on real data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadGroupScheduling
+
+TINY_RUN_GROUP = "tiny_run"
+"""The xdist group of the tests that share ``tiny_run``: one worker runs them all."""
 
 TINY_SETTINGS = {
     "seed": 7, "pretrain_locations": 6, "pretrain_size": 48,
@@ -16,6 +22,50 @@ TINY_SETTINGS = {
               "dfc2020_train": 3, "dfc2020_test": 2},
     "tile_size": 48, "dfc_size": 32, "label_noise": 0.3, "cloud_fraction": 0.5,
 }
+
+
+def xdist_groups(item: pytest.Item) -> list[str]:
+    return sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                   for mark in item.iter_markers("xdist_group")})
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker under ``--dist loadgroup`` (pyproject.toml's addopts): each grouped
+    test's node id carries its group, and the ``tiny_run`` group comes first.
+
+    xdist 3.8 tells the scheduler a test's group by appending ``@group`` to the legacy
+    ``_nodeid``, which pytest 9 no longer reads (pytest-xdist#1386): the grouped tests were
+    spread over the workers and each of them ran the tiny DAG from nothing. The suffix is set
+    on the node id pytest 9 reports (a no-op where xdist did it). Work is handed out in
+    collection order (ModuleOrGroupScheduling), so the group, the suite's longest chain of
+    work, starts on one worker at once while the other works through the rest.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = xdist_groups(item)
+        suffix = f"@{'_'.join(groups)}"
+        if groups and not item.nodeid.endswith(suffix):
+            from _pytest.nodeid import NodeId
+            item._id = NodeId.parse(item.nodeid + suffix)
+    items.sort(key=lambda item: TINY_RUN_GROUP not in xdist_groups(item))
+
+
+class ModuleOrGroupScheduling(LoadGroupScheduling):
+    """``--dist loadgroup`` with the unmarked tests of a module as one unit of work, so that its
+    module-scoped fixtures are set up once, on one worker; units go out in collection order."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        scope = super()._split_scope(nodeid)
+        return nodeid.split("::", 1)[0] if scope == nodeid else scope
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadGroupScheduling | None:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    config.option.loadscopereorder = False  # not by test count: the tiny_run group first
+    return ModuleOrGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +90,8 @@ def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     """Release name -> (file, Lightning module) of four tiny checkpoints written by Lightning the
     way the reference writes the released weights (``tests/helpers/reference_checkpoints.py``), with the
     small ``mobilenet_v2`` encoder in place of ResNet-50 to keep them small (the payload and the
-    key layout are those of the released files)."""
+    key layout are those of the released files). Mark the tests that use them
+    ``xdist_group("release_checkpoints")``, so that one worker writes them."""
     from cromss.weights.released import RELEASES, release
     from helpers.reference_checkpoints import write_reference_checkpoint
     # laid out as the Hugging Face repository serves them (tests/test_release.py serves this root)
@@ -58,12 +109,29 @@ def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
     workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests
     that change the checkout's git or DVC state work on a copy."""
     from helpers.workflow import run_tiny_workflow
+    if getattr(request.config.option, "loadgroup", False):  # an xdist worker
+        claim = tmp_path_factory.getbasetemp().parent / "tiny_run.worker"
+        try:
+            with claim.open("x") as mine:
+                mine.write(os.environ["PYTEST_XDIST_WORKER"])
+        except FileExistsError:
+            pytest.fail(f"{claim.read_text()} already ran the tiny DAG: the xdist group "
+                        f"{TINY_RUN_GROUP!r} is not in effect (pytest_collection_modifyitems)")
     return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run: Path) -> Path:
+    """The Snakemake report of ``tiny_run`` (``snakemake --report``), made once for the tests
+    that read it (in the ``tiny_run`` group)."""
+    from helpers.workflow import TINY_ARGS, snakemake
+    snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
+    return tiny_run / "report.html"
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ def test_release_names_map_to_the_published_files():
         release.release("release-12B-midF")
 
 
+@pytest.mark.xdist_group("release_checkpoints")  # one worker writes the checkpoints
 def test_full_lightning_checkpoints_load_with_only_the_namespace_allowed(release_checkpoints):
     for name, (path, _) in release_checkpoints.items():
         with pytest.raises(pickle.UnpicklingError, match="argparse.Namespace"):
@@ -63,6 +64,7 @@ def hf_server(release_checkpoints):
         yield server
 
 
+@pytest.mark.xdist_group("release_checkpoints")  # one worker writes the checkpoints
 def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkpoints, hf_server,
                                                                   tmp_path):
     settings = {"huggingface_url": hf_server.url, "download_dir": str(tmp_path / "downloads"),
@@ -98,6 +100,7 @@ def test_each_release_is_fetched_and_exported_with_its_provenance(release_checkp
     assert len(ranged) == 4  # one resumed request per file
 
 
+@pytest.mark.xdist_group("release_checkpoints")  # one worker writes the checkpoints
 def test_a_file_that_is_not_the_named_release_is_refused(release_checkpoints, tmp_path):
     path, _ = release_checkpoints["release-13B-lateF"]
     with pytest.raises(ValueError, match="no middle-fusion encoders"):

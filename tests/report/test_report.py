@@ -150,14 +150,6 @@ def contrast(foreground: str, background: str) -> float:
     return (light + 0.05) / (dark + 0.05)
 
 
-@pytest.fixture(scope="module")
-def tiny_report(tiny_run: Path) -> Path:
-    from helpers.workflow import TINY_ARGS, snakemake
-
-    snakemake(tiny_run, "--report", "report.html", *TINY_ARGS)
-    return tiny_run / "report.html"
-
-
 def look(page: Path, width: int, height: int, shots: Path) -> dict:
     """What chromium shows of ``page`` at ``width`` x ``height`` (report_probe.js), and a
     screenshot of it in ``shots``."""

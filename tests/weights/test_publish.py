@@ -131,6 +131,7 @@ def test_hub_card_has_the_metadata_header(exported) -> None:
     assert "| 8 | snow & ice | `#B39FE1` |" in text
 
 
+@pytest.mark.xdist_group("release_checkpoints")  # one worker writes the checkpoints
 def test_released_weights_are_published_with_their_source(release_checkpoints, tmp_path) -> None:
     from cromss.weights.released import export_release, release
 

@@ -53,6 +53,7 @@ def test_an_unknown_weights_name_stops_the_run_naming_it(tmp_path):
     assert "release-13B-midf is neither 'random'" in result.stdout + result.stderr
 
 
+@pytest.mark.xdist_group("release_checkpoints")  # one worker writes the checkpoints
 @pytest.mark.slow
 def test_the_four_releases_fine_tune_through_the_workflow(tmp_path, release_checkpoints):
     (tmp_path / "run").mkdir()

@@ -1,6 +1,6 @@
 """A batch read straight from a store: each item's selection decoded by zarrs into its row of a
-preallocated batch array, all items of an array in one call (no array per item, no copy into the
-batch afterwards; measured in benchmarks/README.md)."""
+preallocated batch array (no array per item, no copy into the batch afterwards; measured in
+benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ Selection = tuple[int | slice, ...]
 
 def read_rows(array: zarr.Array, selections: Sequence[Selection], out: np.ndarray) -> None:
     """``out[k] = array[selections[k]]`` for every ``k``, decoded by zarrs (``array`` from
-    :func:`cromss.data.store.open_array`) in one call, straight into ``out`` (C-contiguous).
+    :func:`cromss.data.store.open_array`) straight into ``out`` (C-contiguous).
 
     Each selection is basic: its first entry the sample (an int), then ints and slices of step 1
     (the axes it leaves out taken whole), all within one file of the array (a shard, or a chunk
@@ -46,6 +46,8 @@ def read_rows(array: zarr.Array, selections: Sequence[Selection], out: np.ndarra
         return
     items = [_chunk_item(array, files, k, ranges, view.shape) for k, ranges in enumerate(bounds)]
     try:
+        # one item a call: zarrs spreads several over rayon's global pool, whose threads a
+        # forked DataLoader worker lacks (the call would wait forever); one runs on this thread
         for item in items:
             pipeline.retrieve_chunks_and_apply_index([item], view)
     except Exception as err:  # zarrs names only the file: find the chunk as zarr reads it

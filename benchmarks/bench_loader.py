@@ -4,8 +4,8 @@ The paper's lateF-13B settings (config/paper.yaml; smoothed targets on), 264 px 
 256 px crops, batches of 128, from a synthetic world ingested by `cromss data ingest`:
 
 (a) the CPU side, one DataLoader worker as the trainer runs it (one thread, its own process):
-    items per CPU-second reading and cropping batches (``PretrainDataset.__getitems__`` and the
-    collation), the bytes of a stored batch, and the worker process's peak resident memory;
+    items per CPU-second reading and cropping batches (``PretrainDataset.__getitems__``, which
+    decodes into the batch itself), the bytes of a stored batch, and the worker process's peak resident memory;
 (b) the batched prepare step (``BatchPreparation``: targets, scaling, flips, rotation) on the
     CPU, one thread: CPU-seconds per item (on a GPU it runs there, off the loader's cores);
 (c) the estimate per GPU at an assumed training rate (``GPU_RATES`` items/s): loader cores =
@@ -46,21 +46,20 @@ PREFETCH = 2
 
 
 def loader_worker(store: Path, size: dict[str, Any], batches: int) -> dict[str, Any]:
-    """(a) and (b) in this process, as one worker: read and collate ``batches`` batches, then
-    prepare one on the CPU."""
+    """(a) and (b) in this process, as one worker: read ``batches`` batches (straight into the
+    batch, which the DataLoader passes on as it is), then prepare one on the CPU."""
     torch.set_num_threads(1)  # as in a DataLoader worker
     settings = Pretrain.parse(pretrain_settings("late", size))
     batch_size = size["batch"]
     indices = [i % size["locations"] for i in range(batch_size * (batches + 1))]
     dataset = PretrainDataset(store, indices, settings, train=True)
     dataset.set_epoch(EPOCH)
-    collate = torch.utils.data.default_collate
     baseline = resident_bytes()  # interpreter, torch, cromss: shared with a forking trainer
-    batch = collate(dataset.__getitems__(list(range(batch_size))))  # opens the store: untimed
+    batch = dataset.__getitems__(list(range(batch_size)))  # opens the store: untimed
     started = time.process_time()
     for k in range(1, batches + 1):
         del batch  # a worker hands each batch on (shared memory) and keeps no reference
-        batch = collate(dataset.__getitems__(list(range(k * batch_size, (k + 1) * batch_size))))
+        batch = dataset.__getitems__(list(range(k * batch_size, (k + 1) * batch_size)))
     read_s = time.process_time() - started
     stored_bytes = sum(value.nbytes for value in batch.values())
     peak_loading = resident_bytes("VmHWM")

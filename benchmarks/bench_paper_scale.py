@@ -166,14 +166,12 @@ def loader_rate(store: Path, samples: int) -> dict[str, float]:
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     settings = Pretrain.parse(variant_settings(config["pretrain"], "midF-13B"))
     dataset = PretrainDataset(store, range(samples), settings, train=True)
-    collate = torch.utils.data.default_collate
-    dataset.prepare(collate(dataset.__getitems__([0])), torch.device("cpu"))  # opened, warm
+    dataset.prepare(dataset.__getitems__([0]), torch.device("cpu"))  # opened, warm
     batch, read, prepare = 16, float("inf"), float("inf")
     for _ in range(3):
         batches, start = [], time.process_time()
         for first in range(0, samples, batch):
-            batches.append(collate(dataset.__getitems__(list(range(first, min(first + batch,
-                                                                              samples))))))
+            batches.append(dataset.__getitems__(list(range(first, min(first + batch, samples)))))
         read = min(read, time.process_time() - start)
         start = time.process_time()
         for stored in batches:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import yaml
 from snakemake.utils import validate
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 
 from cromss import allocator, models
 from cromss.atomic import atomic_path
@@ -149,7 +149,7 @@ def loader_ratio(nol: Path, settings: Pretrain, repeats: int = 5) -> dict[str, f
             start = time.perf_counter()
             for ks in batches:
                 if name == "ours":  # read and crop, then targets etc. batched (on the CPU here)
-                    dataset.prepare(default_collate(dataset.__getitems__(ks)), cpu)
+                    dataset.prepare(dataset.__getitems__(ks), cpu)
                 else:
                     reference_items(dataset, readers[name], ks)
             times[name].append(time.perf_counter() - start)

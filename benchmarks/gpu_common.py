@@ -169,7 +169,7 @@ def pretrain_batch(store: Path, settings: dict[str, Any], locations: int) -> dic
     indices = [i % locations for i in range(settings["batch_size"])]
     dataset = PretrainDataset(store, indices, Pretrain.parse(settings), train=True)
     dataset.set_epoch(EPOCH)
-    stored = torch.utils.data.default_collate(dataset.__getitems__(list(range(len(indices)))))
+    stored = dataset.__getitems__(list(range(len(indices))))
     return dataset.prepare(stored, torch.device("cpu"))
 
 

@@ -142,7 +142,7 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
     stored_set = PretrainDataset(stores["nol"], [i % size["locations"] for i in range(
         batch_size)], Pretrain.parse(settings), train=True)
     stored_set.set_epoch(EPOCH)
-    stored = torch.utils.data.default_collate(stored_set.__getitems__(list(range(batch_size))))
+    stored = stored_set.__getitems__(list(range(batch_size)))
     if device.type == "cuda":
         stored = {key: value.pin_memory() for key, value in stored.items()}
     prepare_s = timed(lambda: stored_set.prepare(stored, device), size["steps"], size["warmup"],

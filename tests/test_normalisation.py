@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import default_collate
 
 from cromss import normalisation
 from cromss.constants import S2_MEAN, S2_STD, input_normalisation, s2_band_indices
@@ -92,7 +91,7 @@ def test_transform_gives_the_pretraining_loaders_inputs_exactly(store, train):
     transforms = {"s1": InputNormalisation("s1"), "s2": InputNormalisation.from_card(card)}
     for k, index in enumerate(dataset.indices):
         _, season, window = dataset._draw(index)  # the loader's own season and crop window
-        item = dataset.prepare(default_collate([dataset[k]]), torch.device("cpu"))
+        item = dataset.prepare(dataset.__getitems__([k]), torch.device("cpu"))
         item = {key: value[0] for key, value in item.items()}
         for modality, to_input in transforms.items():
             expected = window.crop(to_input(np.asarray(group[modality][index, season])))

@@ -13,6 +13,7 @@ in the process that reads them (never pickled into DataLoader workers).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cromss.constants import IGNORE_INDEX, s2_band_indices
+from cromss.data.rows import Selection, read_rows
 from cromss.data.store import (LABEL_ARRAYS, check_label_values, chunk_name, open_array,
                                open_arrays, read_selections)
 from cromss.normalisation import model_input
@@ -81,6 +83,17 @@ class _StoreDataset(Dataset):
                 check_label_values(value, self.num_classes, chunk_name(array, selection))
         return values
 
+    def read_rows(self, name: str, selections: Sequence[Selection], out: torch.Tensor) -> None:
+        """Array ``name`` read into the rows of the batch ``out`` (:func:`read_rows`); label and
+        truth values outside the store's classes raise ValueError naming store, array, chunk."""
+        array, values = self.array(name), out.numpy()
+        read_rows(array, selections, values)
+        if name in LABEL_ARRAYS:
+            bad = (values >= self.num_classes) & (values != IGNORE_INDEX)
+            for row in np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[:1]:
+                check_label_values(values[row], self.num_classes,
+                                   chunk_name(array, selections[row]))
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_group": None, "_arrays": {}, "_pid": None}
 
@@ -89,6 +102,32 @@ class _StoreDataset(Dataset):
         for and stored) and the S2 no-data flags (if S2 is read and the store has them)."""
         return (*images, *(["truth"] if truth and self.has_truth else []),
                 *(["s2_nodata"] if self.has_s2_nodata and "s2" in images else []))
+
+
+def batch_array(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty batch tensor; in a DataLoader worker in shared memory, as the default collation
+    allocates its batch, so that it reaches the training process without a copy."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def as_read(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The DataLoader's ``collate_fn`` for :class:`PretrainDataset`, whose ``__getitems__``
+    returns the batch itself: passed on as it is."""
+    return batch
+
+
+def pretrain_loader(dataset: PretrainDataset, sampler: Sampler | None, batch_size: int, *,
+                    drop_last: bool = False, num_workers: int = 0, pin_memory: bool = False
+                    ) -> DataLoader:
+    """The pretraining DataLoader: ``dataset``'s batches as its ``__getitems__`` reads them
+    (:func:`as_read`), by ``num_workers`` worker processes, pinned for a GPU with ``pin_memory``."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      collate_fn=as_read,  # type: ignore[arg-type]  # typed for a list of items
+                      persistent_workers=False)
 
 
 def ignore_nodata(label: np.ndarray, item: dict[str, np.ndarray]) -> None:
@@ -117,6 +156,7 @@ class PretrainDataset(_StoreDataset):
         self.train = train
         self.augment = train if augment is None else augment
         self.s2_bands, self.crop, self.seed = settings.s2_bands, settings.crop, settings.seed
+        self.bands = list(s2_band_indices(settings.s2_bands))
         self.flip_p, self.rotate_p = settings.flip_p, settings.rotate_p
         smoothed = train and settings.smoothing.enabled
         self.prepare = BatchPreparation(self.num_classes, settings.s2_bands,
@@ -130,36 +170,47 @@ class PretrainDataset(_StoreDataset):
         return len(self.indices)
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([k])[0]
+        return {key: value[0] for key, value in self.__getitems__([k]).items()}
 
-    def __getitems__(self, ks: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Items ``ks`` (the DataLoader asks for a batch at once), their arrays read together."""
+    def __getitems__(self, ks: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The batch of items ``ks`` (the DataLoader asks for a batch at once; its collation then
+        only passes it on, :func:`as_read`): each array decoded by zarrs straight into its rows
+        of the batch (:func:`read_rows`), in shared memory in a DataLoader worker."""
         draws = [self._draw(self.indices[k]) for k in ks]
-        names = self.pixel_arrays(MODALITIES, truth=True)
-        values = iter(self.read([("label", (index,)) for index, _, _ in draws]
-                                + [(name, (index, season)) for index, season, _ in draws
-                                   for name in names]))
-        season_labels = [next(values) for _ in draws]
-        bands = list(s2_band_indices(self.s2_bands))
-        items = []
-        for labels, (_, season, transform) in zip(season_labels, draws, strict=True):
-            arrays = {name: transform.crop(next(values)) for name in names}
-            noisy = np.ascontiguousarray(transform.crop(labels[season]))
-            label = noisy.copy()
-            ignore_nodata(label, arrays)
-            s2 = arrays["s2"]
-            # views of the decoded chunks: the collation copies them once, into the batch
-            item = {"s1": arrays["s1"], "noisy": noisy, "label": label,
-                    "s2": s2[bands] if len(bands) != len(s2) else s2,
-                    **({"truth": arrays["truth"]} if "truth" in arrays else {}),
-                    **({"labels": labels} if self.prepare.smoothing is not None else {})}
-            items.append({**{key: torch.from_numpy(value) for key, value in item.items()},
-                          "season": torch.tensor(season),
-                          "window": torch.tensor([transform.top, transform.left]),
-                          "flip": torch.tensor(NO_FLIP if transform.flip is None
-                                               else transform.flip),
-                          "angle": torch.tensor(transform.angle, dtype=torch.float64)})
-        return items
+        n, size = len(draws), draws[0][2].size
+        windows = [(index, season, slice(t.top, t.top + size), slice(t.left, t.left + size))
+                   for index, season, t in draws]
+        batch = {"s1": batch_array((n, 2, size, size), torch.float32),
+                 "s2": batch_array((n, len(self.bands), size, size), torch.uint16)}
+        self.read_rows("s1", [(i, s, slice(None), y, x) for i, s, y, x in windows], batch["s1"])
+        all_bands = len(self.bands) == self.array("s2").shape[2]
+        s2 = batch["s2"] if all_bands else torch.empty((n, self.array("s2").shape[2], size, size),
+                                                       dtype=torch.uint16)
+        self.read_rows("s2", [(i, s, slice(None), y, x) for i, s, y, x in windows], s2)
+        if not all_bands:
+            torch.index_select(s2, 1, torch.tensor(self.bands), out=batch["s2"])
+        batch["noisy"] = batch_array((n, size, size), torch.uint8)
+        if self.prepare.smoothing is not None:  # the four seasons' full maps, the crop from them
+            batch["labels"] = batch_array((n, self.num_seasons, self.height, self.width),
+                                          torch.uint8)
+            self.read_rows("label", [(index,) for index, _, _ in draws], batch["labels"])
+            for row, labels, (_, season, y, x) in zip(batch["noisy"], batch["labels"], windows,
+                                                      strict=True):
+                row.copy_(labels[season, y, x])
+        else:
+            self.read_rows("label", windows, batch["noisy"])
+        batch["label"] = batch_array((n, size, size), torch.uint8).copy_(batch["noisy"])
+        if self.has_s2_nodata:
+            nodata = torch.empty((n, size, size), dtype=torch.bool)
+            self.read_rows("s2_nodata", windows, nodata)
+            batch["label"][nodata] = IGNORE_INDEX
+        if self.has_truth:
+            batch["truth"] = batch_array((n, size, size), torch.uint8)
+            self.read_rows("truth", windows, batch["truth"])
+        return {**batch, "season": torch.tensor([season for _, season, _ in draws]),
+                "window": torch.tensor([[t.top, t.left] for _, _, t in draws]),
+                "flip": torch.tensor([NO_FLIP if t.flip is None else t.flip for _, _, t in draws]),
+                "angle": torch.tensor([t.angle for _, _, t in draws], dtype=torch.float64)}
 
     def _draw(self, index: int) -> tuple[int, int, Transform]:
         """The season and transform of sample ``index``, from its own seeded generator."""

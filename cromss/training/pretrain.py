@@ -29,7 +29,7 @@ from cromss.selection import SelectionWeights
 from cromss.settings import Pretrain, as_dict
 from cromss.training import checkpoint, distributed
 from cromss.training.checkpoint import write_log
-from cromss.training.datasets import PretrainDataset
+from cromss.training.datasets import PretrainDataset, pretrain_loader
 from cromss.weights.cards import provenance
 from cromss.weights.trained import save_model
 from cromss.training.loop import CHECKPOINT, StepHook, TrainingLoop
@@ -287,11 +287,9 @@ class Trainer(TrainingLoop):
 
     def _loader(self, dataset: PretrainDataset, sampler: Sampler, batch_size: int | None = None,
                 drop_last: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size or self.settings.batch_size,
-                          sampler=sampler, drop_last=drop_last,
-                          num_workers=self.settings.num_workers,
-                          pin_memory=self.ctx.device.type == "cuda",
-                          persistent_workers=False)
+        return pretrain_loader(dataset, sampler, batch_size or self.settings.batch_size,
+                               drop_last=drop_last, num_workers=self.settings.num_workers,
+                               pin_memory=self.ctx.device.type == "cuda")
 
     def write_outputs(self) -> None:
         checkpoint.require_finite(self.model.state_dict(), "the final weights",

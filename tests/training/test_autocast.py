@@ -24,7 +24,7 @@ def test_pretraining_loss_under_bf16_autocast(tmp_path):
     settings = Pretrain.parse({**SETTINGS, "fusion": "middle"})
     store = write_store(tmp_path / "nol.zarr", samples=2, size=32)
     dataset = PretrainDataset(store, range(2), settings)
-    batch = dataset.prepare(torch.utils.data.default_collate(dataset.__getitems__([0, 1])),
+    batch = dataset.prepare(dataset.__getitems__([0, 1]),
                             torch.device("cpu"))
     torch.manual_seed(0)
     net = models.build_model({**SETTINGS, "fusion": "middle"})

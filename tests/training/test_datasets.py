@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import zarr
 from torch.utils.data import DataLoader, default_collate
 
 from cromss.constants import IGNORE_INDEX
@@ -33,7 +34,7 @@ def store(tmp_path_factory) -> Path:
 
 def prepared(ds: datasets.PretrainDataset, ks: list[int]) -> list[dict[str, torch.Tensor]]:
     """Items ``ks`` as the training step sees them: read, collated, prepared on the CPU."""
-    batch = ds.prepare(default_collate(ds.__getitems__(ks)), torch.device("cpu"))
+    batch = ds.prepare(ds.__getitems__(ks), torch.device("cpu"))
     return [{key: value[i] for key, value in batch.items()} for i in range(len(ks))]
 
 
@@ -144,9 +145,69 @@ def test_a_batch_fetch_equals_single_items(store):
     for k, item in zip([3, 0, 2], batch, strict=True):
         for key, value in prepared(ds, [k])[0].items():
             torch.testing.assert_close(item[key], value, rtol=0, atol=1e-6)
-    loaded = next(iter(DataLoader(ds, batch_size=3)))
-    for key, value in default_collate(ds.__getitems__([0, 1, 2])).items():
+    loaded = next(iter(datasets.pretrain_loader(ds, None, 3)))
+    for key, value in ds.__getitems__([0, 1, 2]).items():
         assert torch.equal(loaded[key], value)
+
+
+def reference_batch(store: Path, ds: datasets.PretrainDataset, ks: list[int]
+                    ) -> dict[str, torch.Tensor]:
+    """Items ``ks`` read one by one with zarr-python (whole chunks, then cropped) and collated:
+    the per-item loader's stored batch."""
+    group = open_arrays(store)
+    items = []
+    for k in ks:
+        index, season, t = ds._draw(ds.indices[k])
+        labels = np.asarray(group["label"][index])
+        label = t.crop(labels[season]).copy()
+        label[t.crop(np.asarray(group["s2_nodata"][index, season]))] = IGNORE_INDEX
+        item = {"s1": t.crop(np.asarray(group["s1"][index, season])),
+                "s2": t.crop(np.asarray(group["s2"][index, season]))[ds.bands],
+                "noisy": t.crop(labels[season]), "label": label,
+                "truth": t.crop(np.asarray(group["truth"][index, season])),
+                **({"labels": labels} if ds.prepare.smoothing else {})}
+        items.append({**{key: torch.from_numpy(np.ascontiguousarray(value))
+                         for key, value in item.items()},
+                      "season": torch.tensor(season), "window": torch.tensor([t.top, t.left]),
+                      "flip": torch.tensor(datasets.NO_FLIP if t.flip is None else t.flip),
+                      "angle": torch.tensor(t.angle, dtype=torch.float64)})
+    return default_collate(items)
+
+
+@pytest.mark.parametrize("case", ["9 bands", "13 bands", "no smoothing", "validation"])
+def test_the_batch_read_into_its_rows_equals_the_collated_items(store, tmp_path, case):
+    """Each array is decoded straight into the batch's rows: the same values, types and shapes
+    as reading each item alone and collating them, S2 no-data ignored in the label."""
+    nodata = write_store(tmp_path / "nodata.zarr", samples=5)
+    zarr.open_array(str(nodata / "s2_nodata"), mode="r+")[1:3, :, 4:20, 2:11] = True
+    settings = {"9 bands": PRETRAIN_SETTINGS, "13 bands": replace(PRETRAIN_SETTINGS, s2_bands=13),
+                "no smoothing": replace(PRETRAIN_SETTINGS, smoothing=replace(
+                    PRETRAIN_SETTINGS.smoothing, enabled=False))}.get(case, PRETRAIN_SETTINGS)
+    for path in (store, nodata):
+        ds = datasets.PretrainDataset(path, [4, 2, 1, 3, 0], settings, train=case != "validation")
+        ds.set_epoch(6)
+        batch, expected = ds.__getitems__([0, 1, 2, 3, 4]), reference_batch(path, ds, range(5))
+        assert batch.keys() == expected.keys()
+        for key, value in expected.items():
+            assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), key
+    assert (batch["label"] == IGNORE_INDEX).sum() > (batch["noisy"] == IGNORE_INDEX).sum()
+
+
+def test_workers_allocate_the_batch_in_shared_memory_and_hand_it_on(store, monkeypatch):
+    """The worker's batch is the one the training process gets (no collation copy): allocated
+    in shared memory there, as the default collation allocates its batch."""
+    ds = datasets.PretrainDataset(store, [0, 1, 2, 3, 4, 5], PRETRAIN_SETTINGS)
+    in_process = list(datasets.pretrain_loader(ds, None, 3))
+    in_workers = list(datasets.pretrain_loader(ds, None, 3, num_workers=2))
+    for got, expected in zip(in_workers, in_process, strict=True):
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[key], value) for key, value in expected.items())
+        assert got["s2"].is_shared()
+    assert not datasets.batch_array((2, 3), torch.uint8).is_shared()
+    monkeypatch.setattr(datasets, "get_worker_info", lambda: object())  # as in a worker
+    shared = datasets.batch_array((2, 3, 5), torch.uint16)
+    assert shared.is_shared() and shared.shape == (2, 3, 5) and shared.is_contiguous()
+    assert shared.untyped_storage().nbytes() == 60
 
 
 def test_loaders_decode_with_zarrs_and_read_the_stored_values(store):

@@ -60,7 +60,7 @@ def test_pretrain_under_torchrun_with_two_cpu_processes(tmp_path):
     dataset = PretrainDataset(store, train_idx, Pretrain.parse(settings))
     right = valid = 0
     for k in range(len(dataset)):  # the labels as the training step sees them
-        item = dataset.prepare(torch.utils.data.default_collate(dataset.__getitems__([k])),
+        item = dataset.prepare(dataset.__getitems__([k]),
                                torch.device("cpu"))
         ok = item["label"] != IGNORE_INDEX
         right += int(((item["label"] == item["truth"]) & ok).sum())

@@ -26,7 +26,6 @@ def test_preparing_leaves_the_loaders_batch_as_it_was(tmp_path):
     them (a batch prepared twice gives the same)."""
     from dataclasses import replace
 
-    from torch.utils.data import default_collate
 
     from cromss.settings import Pretrain
     from cromss.training.datasets import PretrainDataset
@@ -36,7 +35,7 @@ def test_preparing_leaves_the_loaders_batch_as_it_was(tmp_path):
                                        "epochs": 1, "batch_size": 4, "crop": 32,
                                        "flip_p": 1.0, "rotate_p": 1.0}), crop=16)
     dataset = PretrainDataset(write_store(tmp_path / "nol.zarr", samples=4), range(4), settings)
-    batch = default_collate(dataset.__getitems__([0, 1, 2, 3]))
+    batch = dataset.__getitems__([0, 1, 2, 3])
     kept = {key: value.clone() for key, value in batch.items()}
     first = dataset.prepare(batch, torch.device("cpu"))
     for key, value in kept.items():

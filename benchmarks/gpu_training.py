@@ -20,7 +20,7 @@ from cromss import models
 from cromss.constants import TASKS
 from cromss.settings import Pretrain
 from cromss.training import finetune, pretrain
-from cromss.training.datasets import PretrainDataset
+from cromss.training.datasets import PretrainDataset, pretrain_loader
 
 # -- 1. pretraining steps --------------------------------------------------------------------------
 
@@ -156,10 +156,8 @@ def bench_loader(stores: dict[str, Path], size: dict[str, Any], device: torch.de
         indices = [i % size["locations"] for i in range(batch_size * per_round * rounds)]
         dataset = PretrainDataset(stores["nol"], indices, Pretrain.parse(settings), train=True)
         dataset.set_epoch(EPOCH)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
-                                             num_workers=workers,
-                                             pin_memory=device.type == "cuda",
-                                             persistent_workers=False)
+        loader = pretrain_loader(dataset, None, batch_size, num_workers=workers,
+                                 pin_memory=device.type == "cuda")  # as the trainer builds it
         started, count = None, 0
         for k, batch in enumerate(loader):
             step.batch = to_device(dataset.prepare(batch, device), device, channels_last)

@@ -182,11 +182,13 @@ class PretrainDataset(_StoreDataset):
                    for index, season, t in draws]
         batch = {"s1": batch_array((n, 2, size, size), torch.float32),
                  "s2": batch_array((n, len(self.bands), size, size), torch.uint16)}
-        self.read_rows("s1", [(i, s, slice(None), y, x) for i, s, y, x in windows], batch["s1"])
-        all_bands = len(self.bands) == self.array("s2").shape[2]
-        s2 = batch["s2"] if all_bands else torch.empty((n, self.array("s2").shape[2], size, size),
+        image_rows = [(i, s, slice(None), y, x) for i, s, y, x in windows]  # all bands
+        self.read_rows("s1", image_rows, batch["s1"])
+        stored_bands = self.array("s2").shape[2]
+        all_bands = len(self.bands) == stored_bands
+        s2 = batch["s2"] if all_bands else torch.empty((n, stored_bands, size, size),
                                                        dtype=torch.uint16)
-        self.read_rows("s2", [(i, s, slice(None), y, x) for i, s, y, x in windows], s2)
+        self.read_rows("s2", image_rows, s2)
         if not all_bands:
             torch.index_select(s2, 1, torch.tensor(self.bands), out=batch["s2"])
         batch["noisy"] = batch_array((n, size, size), torch.uint8)

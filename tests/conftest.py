@@ -7,6 +7,8 @@ unpacks to, so the same ingest code is exercised as on real data.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,11 @@ from xdist.scheduler import LoadGroupScheduling
 
 TINY_RUN_GROUP = "tiny_run"
 """The xdist group of the tests that share ``tiny_run``: one worker runs them all."""
+LONG_CHAINS = (TINY_RUN_GROUP, "slurm", "noise_study")
+"""xdist groups handed out first, in this order: the suite's longest chains of work (the tiny
+DAG and its tests; the same DAG through SLURM, which reads ``finished_tiny_run`` only at its
+end; the noise study, on a copy of it) start on both workers at once."""
+FINISHED_TIMEOUT_S = 1800
 
 TINY_SETTINGS = {
     "seed": 7, "pretrain_locations": 6, "pretrain_size": 48,
@@ -38,9 +45,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``_nodeid``, which pytest 9 no longer reads (pytest-xdist#1386): the grouped tests were
     spread over the workers and each of them ran the tiny DAG from nothing. The suffix is set
     on the node id pytest 9 reports (a no-op where xdist did it). Work is handed out in
-    collection order (ModuleOrGroupScheduling), so the group, the suite's longest chain of
-    work, starts on one worker at once while the other works through the rest.
+    collection order (ModuleOrGroupScheduling), so the ``LONG_CHAINS`` come first.
     """
+    config.stash[TINY_RUN_SELECTED] = any(
+        "tiny_run" in item.fixturenames and TINY_RUN_GROUP in xdist_groups(item) for item in items)
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
@@ -49,7 +57,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if groups and not item.nodeid.endswith(suffix):
             from _pytest.nodeid import NodeId
             item._id = NodeId.parse(item.nodeid + suffix)
-    items.sort(key=lambda item: TINY_RUN_GROUP not in xdist_groups(item))
+    items.sort(key=lambda item: min((LONG_CHAINS.index(group) for group in xdist_groups(item)
+                                     if group in LONG_CHAINS), default=len(LONG_CHAINS)))
+
+
+TINY_RUN_SELECTED = pytest.StashKey[bool]()
+"""Whether a selected test of the ``tiny_run`` group builds ``tiny_run`` in this session."""
 
 
 class ModuleOrGroupScheduling(LoadGroupScheduling):
@@ -108,21 +121,56 @@ def release_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, t
     return out
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder all xdist workers of this session share (each has its own basetemp in it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The whole DAG of tests/configs/tiny.yaml, run once per session in a git checkout of the
-    workflow and shared by the end-to-end tests (mark them ``xdist_group("tiny_run")``). Tests
-    that change the checkout's git or DVC state work on a copy."""
+    workflow and shared by the end-to-end tests of the ``tiny_run`` group, which may change it
+    (mark them ``xdist_group("tiny_run")``). A copy as it was when the DAG finished is left for
+    the tests on other workers (``finished_tiny_run``)."""
     from helpers.workflow import run_tiny_workflow
+    shared = shared_dir(tmp_path_factory)
     if getattr(request.config.option, "loadgroup", False):  # an xdist worker
-        claim = tmp_path_factory.getbasetemp().parent / "tiny_run.worker"
+        claim = shared / "tiny_run.worker"
         try:
             with claim.open("x") as mine:
                 mine.write(os.environ["PYTEST_XDIST_WORKER"])
         except FileExistsError:
             pytest.fail(f"{claim.read_text()} already ran the tiny DAG: the xdist group "
                         f"{TINY_RUN_GROUP!r} is not in effect (pytest_collection_modifyitems)")
-    return run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")
+    try:
+        run = run_tiny_workflow(tmp_path_factory.mktemp("e2e") / "run")
+        shutil.copytree(run, shared / "tiny_run.building", symlinks=True)
+        (shared / "tiny_run.building").rename(shared / "tiny_run.finished")
+    except BaseException:
+        (shared / "tiny_run.failed").touch()
+        raise
+    return run
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+                      ) -> Path:
+    """``tiny_run`` as it was when its DAG finished, whichever worker ran it: read it, or copy it
+    to change it. Waits while another worker still runs the DAG."""
+    shared = shared_dir(tmp_path_factory)
+    finished, failed = shared / "tiny_run.finished", shared / "tiny_run.failed"
+    if not (getattr(request.config.option, "loadgroup", False)
+            and request.config.stash.get(TINY_RUN_SELECTED, False)):
+        request.getfixturevalue("tiny_run")  # no other worker runs it: this one does
+    deadline = time.monotonic() + FINISHED_TIMEOUT_S
+    while not finished.is_dir():
+        if failed.exists():
+            pytest.fail("the tiny DAG (tiny_run) failed on another worker")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the tiny DAG did not finish within {FINISHED_TIMEOUT_S} s")
+        time.sleep(1)
+    return finished
 
 
 @pytest.fixture(scope="session")

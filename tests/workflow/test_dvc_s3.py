@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers.workflow import TINY_ARGS, planned_jobs
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_run"), pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BUCKET, PREFIX = "cromss", "results"
 TARGET = "results/tables/table3.csv"
@@ -88,12 +88,12 @@ def run(*command: str | Path, cwd: Path, env: dict[str, str], check: bool = True
 
 
 @pytest.fixture(scope="module")
-def origin(tiny_run: Path, s3, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def origin(finished_tiny_run: Path, s3, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny run whose results are committed to DVC and pushed to the S3 remote
     (the commands of docs/dvc.md, "A shared S3 remote")."""
     endpoint, env = s3
     repo = tmp_path_factory.mktemp("s3") / "origin"
-    shutil.copytree(tiny_run, repo, symlinks=True)
+    shutil.copytree(finished_tiny_run, repo, symlinks=True)
     run("dvc", "remote", "add", "-d", "shared", f"s3://{BUCKET}/{PREFIX}", cwd=repo, env=env)
     run("dvc", "remote", "modify", "shared", "endpointurl", endpoint, cwd=repo, env=env)
     run("dvc", "commit", "-f", cwd=repo, env=env)

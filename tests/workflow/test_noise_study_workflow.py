@@ -3,6 +3,7 @@ the tiny config."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,9 @@ def test_unknown_study_variants_stop_the_study_naming_them(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny_run")
-def test_the_study_runs_on_the_tiny_config(tiny_run: Path, tmp_path: Path) -> None:
+@pytest.mark.xdist_group("noise_study")
+def test_the_study_runs_on_the_tiny_config(finished_tiny_run: Path, tmp_path: Path) -> None:
+    tiny_run = shutil.copytree(finished_tiny_run, tmp_path / "run", symlinks=True)
     args = tiny_study(tmp_path)
     jobs = planned_jobs(tiny_run, *args, "noise_study")
     assert "store" not in jobs and "synthetic_world" not in jobs  # the tiny run's dw stores

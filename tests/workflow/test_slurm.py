@@ -2,7 +2,7 @@
 stopped by workflow/scripts/local_slurm.sh, and the profile workflow/profiles/slurm with the local
 site values on the command line. The tiny config's DAG to table 3 runs there as SLURM jobs, its
 pretraining as two DDP processes under torchrun in one allocation, and every result equals the
-local run of the same config (the session's ``tiny_run``)."""
+local run of the same config (the session's ``finished_tiny_run``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ SITE = ("--slurm-status-command", "squeue", "--slurm-no-account")
 # succeeded kept, to check them
 TEST = ("--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs")
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_run"), pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(2400)]
 
 
 def local_slurm(command: str, state: Path) -> subprocess.CompletedProcess:
@@ -123,7 +123,7 @@ def comparable(path: Path) -> object:
     return path.read_text()
 
 
-def check_results_equal_the_local_run(slurm_run, tiny_run):
+def check_results_equal_the_local_run(slurm_run, local_run: Path):
     workdir, _ = slurm_run
     # the results, not logs, benchmarks, raw inputs or hidden bookkeeping (e.g. a run's
     # .complete/ key, which records its inputs' modification times)
@@ -135,13 +135,16 @@ def check_results_equal_the_local_run(slurm_run, tiny_run):
     assert workdir / TARGET in compared and any("pretrain" in p.parts for p in compared)
     for path in compared:
         relative = path.relative_to(workdir)
-        assert comparable(path) == comparable(tiny_run / relative), relative
+        assert comparable(path) == comparable(local_run / relative), relative
 
 
-def test_the_tiny_dag_runs_through_slurm(cluster: Path, slurm_run, tiny_run, tmp_path: Path):
+def test_the_tiny_dag_runs_through_slurm(cluster: Path, slurm_run, tmp_path: Path,
+                                        request: pytest.FixtureRequest):
     """One test, so one cluster: its daemons own the system-wide slurm.conf link while they run
-    (a fixture shared by several tests may be set up again on another xdist worker)."""
+    (a fixture shared by several tests may be set up again on another xdist worker). The local
+    run is asked for last (a session fixture in the arguments would be set up first): another
+    worker runs it while this one runs the DAG through SLURM."""
     check_the_cluster_runs_a_batch_job(cluster, tmp_path)
     check_every_job_ran_as_a_slurm_job(slurm_run)
     check_pretraining_ran_two_ddp_processes_in_one_allocation(slurm_run)
-    check_results_equal_the_local_run(slurm_run, tiny_run)
+    check_results_equal_the_local_run(slurm_run, request.getfixturevalue("finished_tiny_run"))

@@ -12,6 +12,8 @@ from cromss.errors import CromssError
 
 IGNORE_INDEX = 255
 """Label value that weighs zero in every loss and is dropped from every metric."""
+S2_DN_MAX = 65535
+"""The largest L1C digital number the stores hold (uint16)."""
 
 DW_CLASSES = (
     "water", "trees", "grass", "flooded vegetation", "crops",

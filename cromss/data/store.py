@@ -10,7 +10,8 @@ written before sharding read as before):
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
 - ``s2(sample, season, s2_band, y, x)`` uint16, the 13 L1C bands B1..B12 in ``S2_BANDS`` order,
-  as L1C digital numbers (:func:`s2_digital_numbers` states what ingest accepts); values without
+  as L1C digital numbers (:func:`~cromss.data.layouts.rasters.s2_digital_numbers` states what
+  ingest accepts); values without
   data are 0, their pixels flagged in ``s2_nodata(sample, season, y, x)`` (bool), where training
   ignores the label
 - ``label(sample, season, y, x)`` uint8, class index, 255 = ignore
@@ -46,7 +47,7 @@ import zarr
 from cromss import __version__
 from cromss.atomic import atomic_path, recover
 from cromss.constants import (IGNORE_INDEX, NORMALISATION_RULE, S1_BANDS, S1_MEAN, S1_STD,
-                              S2_BANDS, S2_MEAN, S2_STD)
+                              S2_BANDS, S2_DN_MAX, S2_MEAN, S2_STD)
 from cromss.errors import CromssError
 
 if TYPE_CHECKING:  # xarray (with pandas) is imported only where a store is written or opened
@@ -56,11 +57,6 @@ if TYPE_CHECKING:  # xarray (with pandas) is imported only where a store is writ
 IMAGE_VARS = ("s1", "s2")
 PIXEL_VARS = ("s1", "s2", "s1_nodata", "s2_nodata", "label", "truth")
 LABEL_ARRAYS = ("label", "truth")
-S2_REFLECTANCE_MAX = 2.0
-"""Float S2 whose finite values all lie in [0, 2] is top-of-atmosphere reflectance."""
-S2_QUANTIFICATION = 10000
-"""L1C digital number = reflectance x 10000 (the products' QUANTIFICATION_VALUE)."""
-DN_MAX = np.iinfo(np.uint16).max
 READ_PIPELINE = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
 """Arrays opened for reading decode their chunks with zarrs (Rust; 2-3x faster per chunk than
 zarr-python's own pipeline, benchmarks/README.md). Stores are written by zarr-python's pipeline,
@@ -73,39 +69,6 @@ it with the store's members and warns that it is no part of the hierarchy, in ev
 reads a store. It is expected there, so that one warning is silenced (any other stays)."""
 warnings.filterwarnings("ignore", message=rf"Object at {re.escape(SNAKEMAKE_MARKER)} is not "
                         "recognized as a component of a Zarr hierarchy")
-
-
-def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """The S2 bands ``(band, y, x)`` read from ``path`` as L1C digital numbers (uint16 from
-    integer files, as they are; float32 with NaN where there is no data from float files);
-    ValueError naming the file for data that cannot be L1C.
-
-    - integers: negative values are refused (a signed type holding a nodata code or wrapped
-      values is not L1C; write uint16 with nodata 0, or float with NaN)
-    - floats: NaN (and the raster's nodata) = no data, flagged per pixel in ``s2_nodata``; finite
-      values all in [0, 2] are reflectance and become ``round(reflectance x 10000)``; otherwise
-      they are digital numbers; negative values or values above 65535 are refused
-    - a band without a single finite value is refused (nothing to learn from, not a cloud)
-    """
-    data = np.asarray(data)
-    if data.dtype.kind not in "uif":
-        raise CromssError(f"{path}: S2 of type {data.dtype} is not numeric")
-    if data.dtype == np.uint16:
-        return data
-    values = data.astype(np.float32)
-    finite = np.isfinite(values)
-    empty = [i for i in range(values.shape[0]) if not finite[i].any()]
-    if empty:
-        raise CromssError(f"{path}: S2 band(s) {empty} (0-based) hold no finite value")
-    low, high = float(values[finite].min()), float(values[finite].max())
-    if low < 0:
-        raise CromssError(f"{path}: S2 holds negative values (min {low:g}, type {data.dtype}); "
-                          "L1C digital numbers are 0..65535 (reflectance 0..2 for floats)")
-    if data.dtype.kind == "f" and high <= S2_REFLECTANCE_MAX:
-        return np.rint(values * S2_QUANTIFICATION)
-    if high > DN_MAX:
-        raise CromssError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
-    return values if data.dtype.kind == "f" else data.astype(np.uint16)
 
 
 def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Sequence[str],
@@ -152,7 +115,7 @@ def make_batch(*, s1: np.ndarray, s2: np.ndarray, label: np.ndarray, sample_id: 
     if s2.dtype.kind == "f":
         s2_nodata = ~np.isfinite(s2).all(axis=2)
         s2 = np.where(np.isfinite(s2), s2, 0)
-    if s2.dtype != np.uint16 and s2.size and (s2.min() < 0 or s2.max() > DN_MAX):
+    if s2.dtype != np.uint16 and s2.size and (s2.min() < 0 or s2.max() > S2_DN_MAX):
         raise CromssError(f"s2 values {s2.min()}..{s2.max()} outside the uint16 range of L1C "
                           "digital numbers (see s2_digital_numbers)")
     n, t, _, h, w = s1.shape

@@ -16,7 +16,8 @@ from cromss.cli import main
 from cromss.constants import IGNORE_INDEX, S2_BANDS
 from cromss.data.ingest import ingest
 from cromss.data.layouts.noldo import S2_TILE_BANDS
-from cromss.data.store import open_arrays, s2_digital_numbers
+from cromss.data.layouts.rasters import s2_digital_numbers
+from cromss.data.store import open_arrays
 from cromss.training.datasets import SegmentationDataset
 from helpers.ingest import DW_TILES, assert_fails_cleanly, rewrite
 from helpers.stores import write_store

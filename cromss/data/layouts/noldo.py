@@ -36,8 +36,7 @@ import numpy as np
 from cromss.constants import S1_BANDS, S2_BANDS, S2_MEAN
 from cromss.data.layouts import ssl4eo_s12
 from cromss.data.layouts.rasters import (Sample, check_on_grid, read_label_onto, read_raster,
-                                         resample_onto, write_tif)
-from cromss.data.store import s2_digital_numbers
+                                         resample_onto, s2_digital_numbers, write_tif)
 from cromss.errors import CromssError
 
 SEASONS = 4

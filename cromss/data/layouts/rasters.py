@@ -5,7 +5,8 @@ S2 file for tiles) by each file's own transform, with rasterio's ``reproject``: 
 images, nearest for class maps. A file is accepted when its CRS equals the grid's and its bounds
 agree with the grid's to within one of its own pixels (the SSL4EO-S12 downloader shifts the 20 m /
 60 m bands by half their pixel, see :mod:`cromss.data.layouts.ssl4eo_s12`); anything else is
-refused with the file named.
+refused with the file named. S2 values become L1C digital numbers (:func:`s2_digital_numbers`),
+whatever type the producer wrote them in.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from cromss.constants import S2_DN_MAX
 from cromss.errors import CromssError
 
 LABEL_FILL = 255
 """Raw label value of pixels a label file does not cover (remapped to the ignore index)."""
+S2_REFLECTANCE_MAX = 2.0
+"""Float S2 whose finite values all lie in [0, 2] is top-of-atmosphere reflectance."""
+S2_QUANTIFICATION = 10000
+"""L1C digital number = reflectance x 10000 (the products' QUANTIFICATION_VALUE)."""
 
 
 @dataclass(frozen=True)
@@ -322,3 +328,36 @@ def write_tif(path: Path, data: np.ndarray, crs: str | int, transform: Any,
                        count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
                        nodata=nodata, **profile) as dst:
         dst.write(data)
+
+
+def s2_digital_numbers(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The S2 bands ``(band, y, x)`` read from ``path`` as L1C digital numbers (uint16 from
+    integer files, as they are; float32 with NaN where there is no data from float files);
+    ValueError naming the file for data that cannot be L1C.
+
+    - integers: negative values are refused (a signed type holding a nodata code or wrapped
+      values is not L1C; write uint16 with nodata 0, or float with NaN)
+    - floats: NaN (and the raster's nodata) = no data, flagged per pixel in ``s2_nodata``; finite
+      values all in [0, 2] are reflectance and become ``round(reflectance x 10000)``; otherwise
+      they are digital numbers; negative values or values above 65535 are refused
+    - a band without a single finite value is refused (nothing to learn from, not a cloud)
+    """
+    data = np.asarray(data)
+    if data.dtype.kind not in "uif":
+        raise CromssError(f"{path}: S2 of type {data.dtype} is not numeric")
+    if data.dtype == np.uint16:
+        return data
+    values = data.astype(np.float32)
+    finite = np.isfinite(values)
+    empty = [i for i in range(values.shape[0]) if not finite[i].any()]
+    if empty:
+        raise CromssError(f"{path}: S2 band(s) {empty} (0-based) hold no finite value")
+    low, high = float(values[finite].min()), float(values[finite].max())
+    if low < 0:
+        raise CromssError(f"{path}: S2 holds negative values (min {low:g}, type {data.dtype}); "
+                          "L1C digital numbers are 0..65535 (reflectance 0..2 for floats)")
+    if data.dtype.kind == "f" and high <= S2_REFLECTANCE_MAX:
+        return np.rint(values * S2_QUANTIFICATION)
+    if high > S2_DN_MAX:
+        raise CromssError(f"{path}: S2 values up to {high:g} exceed 65535, the uint16 range of L1C")
+    return values if data.dtype.kind == "f" else data.astype(np.uint16)

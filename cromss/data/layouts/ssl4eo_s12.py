@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cromss.constants import S1_BANDS, S2_BANDS, S2_NATIVE_RESOLUTION_M
-from cromss.data.layouts.rasters import Grid, bands_onto, read_bands, write_tif
-from cromss.data.store import s2_digital_numbers
+from cromss.data.layouts.rasters import Grid, bands_onto, read_bands, s2_digital_numbers, write_tif
 from cromss.errors import CromssError
 
 if TYPE_CHECKING:

@@ -17,10 +17,11 @@ from xdist.scheduler import LoadGroupScheduling
 
 TINY_RUN_GROUP = "tiny_run"
 """The xdist group of the tests that share ``tiny_run``: one worker runs them all."""
-LONG_CHAINS = (TINY_RUN_GROUP, "slurm", "noise_study")
+LONG_CHAINS = (TINY_RUN_GROUP, "slurm")
 """xdist groups handed out first, in this order: the suite's longest chains of work (the tiny
 DAG and its tests; the same DAG through SLURM, which reads ``finished_tiny_run`` only at its
-end; the noise study, on a copy of it) start on both workers at once."""
+end) start on both workers at once. The SLURM run mostly waits for its jobs, whose CPU the tiny
+DAG's two cores then take."""
 FINISHED_TIMEOUT_S = 1800
 
 TINY_SETTINGS = {

@@ -51,7 +51,6 @@ def test_unknown_study_variants_stop_the_study_naming_them(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("noise_study")
 def test_the_study_runs_on_the_tiny_config(finished_tiny_run: Path, tmp_path: Path) -> None:
     tiny_run = shutil.copytree(finished_tiny_run, tmp_path / "run", symlinks=True)
     args = tiny_study(tmp_path)

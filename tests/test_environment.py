@@ -57,7 +57,9 @@ def test_environment_yml_lists_the_pip_requirements() -> None:
 def test_environment_yml_pins_the_python_of_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     python = next(d for d in ENV["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert project["requires-python"] == ">=" + python.split("=")[1]
+    series = python.split("=")[1]  # conda takes that series' newest release
+    floor = project["requires-python"].removeprefix(">=")
+    assert floor == series or floor.startswith(series + ".")
 
 
 RULE_ENVIRONMENTS = """

@@ -11,9 +11,8 @@ written before sharding read as before):
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
 - ``s2(sample, season, s2_band, y, x)`` uint16, the 13 L1C bands B1..B12 in ``S2_BANDS`` order,
   as L1C digital numbers (:func:`~cromss.data.layouts.rasters.s2_digital_numbers` states what
-  ingest accepts); values without
-  data are 0, their pixels flagged in ``s2_nodata(sample, season, y, x)`` (bool), where training
-  ignores the label
+  ingest accepts); values without data are 0, their pixels flagged in
+  ``s2_nodata(sample, season, y, x)`` (bool), where training ignores the label
 - ``label(sample, season, y, x)`` uint8, class index, 255 = ignore
 - ``truth(sample, season, y, x)`` uint8, optional: the true map where it is known (synthetic data)
 - per sample: ``sample_id`` (the dimension coordinate), ``crs`` (EPSG code), ``transform`` (6 GDAL

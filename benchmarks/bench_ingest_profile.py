@@ -1,0 +1,200 @@
+"""Where ingest's CPU goes at the paper's geometry, and the floor of this design (issue 22, point 1).
+
+On a synthetic world of ``--locations`` locations (264 px, 4 seasons, 13 S2 + 2 S1 bands, the
+SSL4EO-S12 v1 layout written by `cromss data synth`), in this process, CPU-seconds per location:
+
+- the plain read: every GeoTIFF opened and read once with rasterio (as ``bench_paper_scale.py``);
+- ``ingest("nol")``, one partition, one reading process: the whole process, its main thread
+  (reading, warping, checking, stacking) and the rest (the store writer and zarr's codec threads);
+- the main thread's functions under cProfile (thread CPU time, its overhead included: shares);
+- the store's codec alone: numcodecs' zstd with its checksum over the chunks of the written
+  store, at the store's level 3 and at levels 1 and -1 (CPU and bytes), for the trade-off;
+- the floor: the plain read + the warp + zstd, against the budget of a 0.3 throughput ratio.
+
+Best of ``--repeats`` runs (the first run of the process warms its imports and is dropped).
+Run: ``python benchmarks/bench_ingest_profile.py [--locations 48]`` (about 1 min here); writes
+``benchmarks/results/bench_ingest_profile.{json,txt}`` (``--out`` for another path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import shutil
+import tempfile
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from numcodecs import Zstd
+
+from bench_paper_scale import nol_files, plain_read_cpu
+from gpu_common import ROOT, environment, run_cli, write_results
+
+from cromss.data.ingest import ingest
+
+OUT = ROOT / "benchmarks" / "results" / "bench_ingest_profile.json"
+TARGET_RATIO = 0.3
+STORE_LEVEL = 3
+LEVELS = (3, 1, -1)
+FUNCTIONS = {  # the main thread's steps: (module file, function) -> what it is
+    ("rasters.py", "read_raster"): "open, validate and read a GeoTIFF",
+    ("rasters.py", "bilinear_axis_aligned"): "GDAL-exact bilinear warp (20 m, 60 m bands)",
+    ("rasters.py", "nearest_axis_aligned"): "nearest warp (label maps)",
+    ("rasters.py", "resample_onto"): "a resampling (pad, warp, round, cast)",
+    ("ingest.py", "_checked"): "label codes checked",
+    ("ingest.py", "_batch"): "samples stacked into a batch",
+    ("store.py", "make_batch"): "the batch as an xarray Dataset",
+    ("noldo.py", "read_nol_location"): "a whole location read (the calls above inside)",
+}
+
+
+def synth(raw: Path, locations: int) -> None:
+    run_cli("data", "synth", "--settings", json.dumps({
+        "seed": 0, "pretrain_locations": locations, "pretrain_size": 264, "tile_size": 64,
+        "dfc_size": 32, "tiles": {name: 1 for name in ("dw_train", "dw_test", "osm_train",
+                                                       "osm_test", "dfc2020_train",
+                                                       "dfc2020_test")}}), "--out", raw)
+
+
+def timed_ingest(raw: Path, out: Path, profile: cProfile.Profile | None = None
+                 ) -> tuple[float, float]:
+    """Process and main-thread CPU-seconds of one ``ingest("nol")``."""
+    shutil.rmtree(out, ignore_errors=True)
+    assert threading.current_thread() is threading.main_thread()
+    process, main = time.process_time(), time.thread_time()
+    if profile:
+        profile.enable()
+    ingest("nol", raw, out)
+    if profile:
+        profile.disable()
+    return time.process_time() - process, time.thread_time() - main
+
+
+def main_thread_steps(profile: cProfile.Profile, locations: int) -> dict[str, dict[str, Any]]:
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    steps = {}
+    for (path, _, name), (_, calls, own, total, _) in stats.items():
+        key = (Path(path).name, name)
+        if key in FUNCTIONS and "cromss" in path:
+            steps[name] = {"what": FUNCTIONS[key], "calls": calls,
+                           "own_ms": 1000 * own / locations,
+                           "with_callees_ms": 1000 * total / locations}
+    return steps
+
+
+def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
+    """numcodecs zstd (checksum on) over every pixel chunk of the store, per level."""
+    group = zarr.open_group(store, mode="r")
+    chunks: list[bytes] = []
+    for name in group.array_keys():
+        array = group[name]
+        if not isinstance(array, zarr.Array) or array.ndim < 3:
+            continue
+        inner = array.chunks
+        data = array[:]
+        for index in np.ndindex(*(s // c for s, c in zip(data.shape, inner, strict=True))):
+            window = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, inner, strict=True))
+            chunks.append(np.ascontiguousarray(data[window]).tobytes())
+    out: dict[str, dict[str, float]] = {"chunks": {
+        "count": len(chunks), "decoded_mb": sum(map(len, chunks)) / locations / 1e6,
+        "arrays_mb": sum(group[name].nbytes for name in group.array_keys()
+                         if group[name].ndim >= 3) / locations / 1e6}}
+    for level in LEVELS:
+        codec = Zstd(level=level, checksum=True)
+        start = time.process_time()
+        encoded = [codec.encode(chunk) for chunk in chunks]
+        encode = time.process_time() - start
+        start = time.process_time()
+        for frame in encoded:
+            codec.decode(frame)
+        out[f"level {level}"] = {"encode_ms": 1000 * encode / locations,
+                                 "decode_ms": 1000 * (time.process_time() - start) / locations,
+                                 "mb": sum(map(len, encoded)) / locations / 1e6}
+    return out
+
+
+def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
+    raw, out = scratch / "raw", scratch / "nol.zarr"
+    synth(raw, locations)
+    files = nol_files(raw)
+    read = min(plain_read_cpu(files) for _ in range(repeats))
+    timed_ingest(raw, out)  # warm-up: imports, first allocations
+    runs = [timed_ingest(raw, out) for _ in range(repeats)]
+    process, main = min(runs)
+    profile = cProfile.Profile(time.thread_time)
+    timed_ingest(raw, out, profile)
+    steps = main_thread_steps(profile, locations)
+    codecs = codec_costs(out, locations)
+    per = {"plain_read_ms": 1000 * read / locations, "ingest_ms": 1000 * process / locations,
+           "main_thread_ms": 1000 * main / locations,
+           "writer_and_codec_threads_ms": 1000 * (process - main) / locations}
+    zstd = codecs[f"level {STORE_LEVEL}"]["encode_ms"]
+    warp = steps.get("bilinear_axis_aligned", {}).get("with_callees_ms", float("nan"))
+    floor = per["plain_read_ms"] + warp + zstd
+    return {
+        "benchmark": "bench_ingest_profile", "locations": locations, "repeats": repeats,
+        "geotiffs_read": len(files), "per_location": per,
+        "throughput_ratio": read / process, "target_ratio": TARGET_RATIO,
+        "budget_ms": per["plain_read_ms"] / TARGET_RATIO,
+        "floor_ms": floor, "floor_ratio": per["plain_read_ms"] / floor,
+        "without_zstd_ratio_estimate": per["plain_read_ms"] / (per["ingest_ms"] - zstd),
+        "main_thread_steps_under_cprofile": steps, "codecs": codecs,
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    per = r["per_location"]
+    lines = [
+        f"ingest at paper geometry, {r['locations']} locations ({r['geotiffs_read']} GeoTIFFs), "
+        f"best of {r['repeats']}, ms of CPU per location",
+        f"  plain rasterio read       {per['plain_read_ms']:7.1f}",
+        f"  ingest, whole process     {per['ingest_ms']:7.1f}  throughput ratio "
+        f"{r['throughput_ratio']:.3f} (target {r['target_ratio']}: at most "
+        f"{r['budget_ms']:.1f} ms)",
+        f"    main thread             {per['main_thread_ms']:7.1f}",
+        f"    writer + codec threads  {per['writer_and_codec_threads_ms']:7.1f}",
+        "main thread under cProfile (its overhead included), ms per location: own / with callees"]
+    for name, step in sorted(r["main_thread_steps_under_cprofile"].items(),
+                             key=lambda kv: -kv[1]["with_callees_ms"]):
+        lines.append(f"  {name:24s} {step['own_ms']:6.1f} / {step['with_callees_ms']:6.1f}  "
+                     f"{step['what']}")
+    codecs = r["codecs"]
+    lines.append(f"zstd with its checksum over the store's chunks "
+                 f"({codecs['chunks']['decoded_mb']:.2f} MB per location decoded):")
+    for level in LEVELS:
+        c = codecs[f"level {level}"]
+        lines.append(f"  level {level:2d}: encode {c['encode_ms']:5.1f} ms, decode "
+                     f"{c['decode_ms']:5.1f} ms, {c['mb']:.2f} MB per location")
+    lines += [
+        f"floor of this design (plain read + GDAL-exact warp + zstd level {STORE_LEVEL}): "
+        f"{r['floor_ms']:.1f} ms, ratio at best {r['floor_ratio']:.3f}",
+        f"the ingest without zstd (an estimate: the process less zstd's encode): ratio "
+        f"{r['without_zstd_ratio_estimate']:.3f}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--locations", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON (the .txt beside it)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_profile_") as tmp:
+        results = {**run(args.locations, args.repeats, Path(tmp)),
+                   "environment": environment(torch.device("cpu"), sys.argv)}
+    text = report(results)
+    write_results(results, args.out)
+    args.out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

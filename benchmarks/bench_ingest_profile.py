@@ -9,7 +9,10 @@ SSL4EO-S12 v1 layout written by `cromss data synth`), in this process, CPU-secon
 - the main thread's functions under cProfile (thread CPU time, its overhead included: shares);
 - the store's codec alone: numcodecs' zstd with its checksum over the chunks of the written
   store, at the store's level 3 and at levels 1 and -1 (CPU and bytes), for the trade-off;
-- the floor: the plain read + the warp + zstd, against the budget of a 0.3 throughput ratio.
+- the floor: the plain read + the warp + zstd, against the budget of a 0.3 throughput ratio;
+- peak memory of ``cromss data ingest nol --workers 2`` (its main process with the writer, and
+  its largest reading process) on the first third, two thirds and all of the world: bounded by
+  the shard's batch, not the store's size.
 
 Best of ``--repeats`` runs (the first run of the process warms its imports and is dropped).
 Run: ``python benchmarks/bench_ingest_profile.py [--locations 48]`` (about 1 min here); writes
@@ -23,6 +26,7 @@ import cProfile
 import json
 import pstats
 import shutil
+import subprocess
 import tempfile
 import sys
 import threading
@@ -36,7 +40,7 @@ import zarr
 from numcodecs import Zstd
 
 from bench_paper_scale import nol_files, plain_read_cpu
-from gpu_common import ROOT, environment, run_cli, write_results
+from gpu_common import ROOT, cli_env, environment, run_cli, write_results
 
 from cromss.data.ingest import ingest
 
@@ -121,6 +125,53 @@ def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
     return out
 
 
+# The process's own high-water mark is VmHWM: its ru_maxrss starts from the benchmark's own peak,
+# which a spawned child inherits through exec on Linux. The readers are forked from the ingest.
+PEAK = """
+import re, resource, sys
+from cromss.cli import main
+status = main(["data", "ingest", "nol", "--raw", sys.argv[1], "--out", sys.argv[2], "--workers", "2"])
+with open("/proc/self/status") as status_file:
+    peak = re.search(r"VmHWM:\\s+(\\d+) kB", status_file.read()).group(1)
+print(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(status)
+"""
+
+
+def first_locations(raw: Path, dest: Path, count: int) -> Path:
+    """A view of ``raw`` with only the first ``count`` locations of the NoL id list (symlinks)."""
+    nol = Path("noldo") / "ssl4eo_s12_nol"
+    for child in raw.iterdir():
+        if child.name != "noldo":
+            (dest / child.name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / child.name).symlink_to(child)
+    for child in (raw / "noldo").iterdir():
+        if child.name != nol.name:
+            (dest / "noldo" / child.name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / "noldo" / child.name).symlink_to(child)
+    (dest / nol).mkdir(parents=True)
+    rows = (raw / nol / "dw_complete_ids.csv").read_text().splitlines()[:count]
+    (dest / nol / "dw_complete_ids.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        folder = f"{int(row.split(',')[0]):07d}"
+        (dest / nol / folder).symlink_to(raw / nol / folder)
+    return dest
+
+
+def peak_memory(raw: Path, scratch: Path, locations: int) -> list[dict[str, float]]:
+    """Peak resident memory (MB) of the ingest's processes at three sizes of the world."""
+    peaks = []
+    for count in sorted({max(1, locations // 3), max(1, 2 * locations // 3), locations}):
+        view = first_locations(raw, scratch / f"first_{count}", count)
+        done = subprocess.run([sys.executable, "-c", PEAK, view, scratch / f"first_{count}.zarr"],
+                              env={**cli_env(), "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, check=True)
+        main, reader = map(int, done.stdout.split()[-2:])
+        peaks.append({"locations": count, "main_process_mb": main / 1024,
+                      "reading_process_mb": reader / 1024})
+    return peaks
+
+
 def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
     raw, out = scratch / "raw", scratch / "nol.zarr"
     synth(raw, locations)
@@ -133,6 +184,7 @@ def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
     timed_ingest(raw, out, profile)
     steps = main_thread_steps(profile, locations)
     codecs = codec_costs(out, locations)
+    peaks = peak_memory(raw, scratch, locations)
     per = {"plain_read_ms": 1000 * read / locations, "ingest_ms": 1000 * process / locations,
            "main_thread_ms": 1000 * main / locations,
            "writer_and_codec_threads_ms": 1000 * (process - main) / locations}
@@ -146,7 +198,7 @@ def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
         "budget_ms": per["plain_read_ms"] / TARGET_RATIO,
         "floor_ms": floor, "floor_ratio": per["plain_read_ms"] / floor,
         "without_zstd_ratio_estimate": per["plain_read_ms"] / (per["ingest_ms"] - zstd),
-        "main_thread_steps_under_cprofile": steps, "codecs": codecs,
+        "main_thread_steps_under_cprofile": steps, "codecs": codecs, "peak_memory": peaks,
     }
 
 
@@ -177,7 +229,11 @@ def report(r: dict[str, Any]) -> str:
         f"floor of this design (plain read + GDAL-exact warp + zstd level {STORE_LEVEL}): "
         f"{r['floor_ms']:.1f} ms, ratio at best {r['floor_ratio']:.3f}",
         f"the ingest without zstd (an estimate: the process less zstd's encode): ratio "
-        f"{r['without_zstd_ratio_estimate']:.3f}"]
+        f"{r['without_zstd_ratio_estimate']:.3f}",
+        "peak resident memory of `cromss data ingest nol --workers 2` (shards of 16 samples):"]
+    lines += [f"  {p['locations']:4d} locations: main process (reading, writer) "
+              f"{p['main_process_mb']:6.0f} MB, largest reading process "
+              f"{p['reading_process_mb']:6.0f} MB" for p in r["peak_memory"]]
     return "\n".join(lines)
 
 

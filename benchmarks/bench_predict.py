@@ -3,11 +3,11 @@
 For square S2 L1C scenes (one 13-band uint16 GeoTIFF at 10 m) of 1024, 2048 and 4096 px, a
 DW fine-tuned model's architecture (DeepLabV3+ on a resnet18 encoder, 13 bands, 9 classes) maps
 the scene with the default tiling (256 px tiles, 64 px overlap, batch 8) into the COG class map
-and confidence. Each case runs in its own process, so its peak resident memory (``ru_maxrss``)
-is its own: the tiled run should stay flat as the scene grows 16-fold in area. For comparison
-the naive way (read the whole scene, one forward pass over it) is run where it fits
-(``--naive-max``). Throughput is scene megapixels per second of wall time, including reading and
-writing.
+and confidence. Each case runs in its own process, so its peak resident memory (``VmHWM``; not
+``ru_maxrss``, which a child inherits from this process through exec on Linux) is its own: the
+tiled run should stay flat as the scene grows 16-fold in area. For comparison the naive way
+(read the whole scene, one forward pass over it) is run where it fits (``--naive-max``).
+Throughput is scene megapixels per second of wall time, including reading and writing.
 
 Run: ``python benchmarks/bench_predict.py [--device cuda] [--sizes 1024 2048 4096]``; writes
 ``benchmarks/results/bench_predict[_<device>].json``.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,7 +90,8 @@ def run_case(mode: str, model: Path, scene: Path, out: Path, device: str) -> dic
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status").read_text()
+    rss_mib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
     result = {"mode": mode, "tiles": tiles, "seconds": round(seconds, 2),
               "peak_rss_mib": round(rss_mib, 1)}
     if device.startswith("cuda"):

@@ -56,3 +56,10 @@ def test_the_codec_covers_every_chunk_and_trades_bytes_for_cpu(results):
     assert codecs["chunks"]["decoded_mb"] == pytest.approx(codecs["chunks"]["arrays_mb"])
     assert codecs["level -1"]["mb"] > codecs["level 1"]["mb"] > codecs["level 3"]["mb"]
     assert codecs["level 3"]["mb"] < codecs["chunks"]["decoded_mb"]
+
+
+def test_peak_memory_is_measured_at_three_sizes_of_the_world(results):
+    peaks = results["peak_memory"]
+    assert [p["locations"] for p in peaks] == [1, 2, 4]
+    for peak in peaks:  # the main process holds the imports and a batch; a reader far less
+        assert peak["main_process_mb"] > peak["reading_process_mb"] > 50

@@ -318,6 +318,9 @@ def main() -> None:
                         help="run the workflow's jobs through the local SLURM cluster")
     parser.add_argument("--out", type=Path, default=OUT, help="results JSON (a .txt beside it)")
     args = parser.parse_args()
+    from cromss import allocator
+
+    allocator.keep_freed_memory()  # as every cromss command runs (the in-process ingest)
     with tempfile.TemporaryDirectory(prefix="paper_scale_") as scratch:
         results = run(args.locations, args.partitions, args.slurm, Path(scratch))
     text = report(results)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import shutil
 import subprocess
@@ -40,7 +39,7 @@ import zarr
 from numcodecs import Zstd
 
 from bench_paper_scale import nol_files, plain_read_cpu
-from gpu_common import ROOT, cli_env, environment, run_cli, write_results
+from gpu_common import PAPER, ROOT, cli_env, environment, synth_world, write_results
 
 from cromss import allocator
 from cromss.data.ingest import ingest
@@ -59,14 +58,6 @@ FUNCTIONS = {  # the main thread's steps: (module file, function) -> what it is
     ("store.py", "make_batch"): "the batch as an xarray Dataset",
     ("noldo.py", "read_nol_location"): "a whole location read (the calls above inside)",
 }
-
-
-def synth(raw: Path, locations: int) -> None:
-    run_cli("data", "synth", "--settings", json.dumps({
-        "seed": 0, "pretrain_locations": locations, "pretrain_size": 264, "tile_size": 64,
-        "dfc_size": 32, "tiles": {name: 1 for name in ("dw_train", "dw_test", "osm_train",
-                                                       "osm_test", "dfc2020_train",
-                                                       "dfc2020_test")}}), "--out", raw)
 
 
 def timed_ingest(raw: Path, out: Path, profile: cProfile.Profile | None = None
@@ -104,10 +95,11 @@ def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
         if not isinstance(array, zarr.Array) or array.ndim < 3:
             continue
         inner = array.chunks
-        data = array[:]
-        for index in np.ndindex(*(s // c for s, c in zip(data.shape, inner, strict=True))):
-            window = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, inner, strict=True))
-            chunks.append(np.ascontiguousarray(data[window]).tobytes())
+        for start in range(0, array.shape[0], inner[0]):  # a chunk's samples at a time
+            data = array[start:start + inner[0]]
+            for index in np.ndindex(*(s // c for s, c in zip(data.shape, inner, strict=True))):
+                window = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, inner, strict=True))
+                chunks.append(np.ascontiguousarray(data[window]).tobytes())
     out: dict[str, dict[str, float]] = {"chunks": {
         "count": len(chunks), "decoded_mb": sum(map(len, chunks)) / locations / 1e6,
         "arrays_mb": sum(group[name].nbytes for name in group.array_keys()
@@ -126,36 +118,32 @@ def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
     return out
 
 
-# The process's own high-water mark is VmHWM: its ru_maxrss starts from the benchmark's own peak,
-# which a spawned child inherits through exec on Linux. The readers are forked from the ingest.
+# The ingest runs as the `cromss` command alone (no torch imported); its own peak is VmHWM, as
+# its ru_maxrss starts from this benchmark's peak, which a child inherits through exec on Linux.
+# The reading processes are forked from the ingest.
 PEAK = """
-import re, resource, sys
+import resource, sys
+sys.path.insert(0, sys.argv[3])
+from memory import resident_bytes
 from cromss.cli import main
 status = main(["data", "ingest", "nol", "--raw", sys.argv[1], "--out", sys.argv[2], "--workers", "2"])
-with open("/proc/self/status") as status_file:
-    peak = re.search(r"VmHWM:\\s+(\\d+) kB", status_file.read()).group(1)
-print(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(resident_bytes("VmHWM"), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 sys.exit(status)
 """
 
 
 def first_locations(raw: Path, dest: Path, count: int) -> Path:
     """A view of ``raw`` with only the first ``count`` locations of the NoL id list (symlinks)."""
-    nol = Path("noldo") / "ssl4eo_s12_nol"
-    for child in raw.iterdir():
-        if child.name != "noldo":
-            (dest / child.name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / child.name).symlink_to(child)
-    for child in (raw / "noldo").iterdir():
-        if child.name != nol.name:
-            (dest / "noldo" / child.name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / "noldo" / child.name).symlink_to(child)
-    (dest / nol).mkdir(parents=True)
-    rows = (raw / nol / "dw_complete_ids.csv").read_text().splitlines()[:count]
-    (dest / nol / "dw_complete_ids.csv").write_text("\n".join(rows) + "\n")
-    for row in rows:
-        folder = f"{int(row.split(',')[0]):07d}"
-        (dest / nol / folder).symlink_to(raw / nol / folder)
+    nol = raw / "noldo" / "ssl4eo_s12_nol"
+    rows = (nol / "dw_complete_ids.csv").read_text().splitlines()[:count]
+    kept = {f"{int(row.split(',')[0]):07d}" for row in rows}
+    for source in [*raw.iterdir(), *(raw / "noldo").iterdir(), *nol.iterdir()]:
+        if source in (raw / "noldo", nol) or (source.parent == nol and source.name not in kept):
+            continue
+        link = dest / source.relative_to(raw)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source)
+    (dest / nol.relative_to(raw) / "dw_complete_ids.csv").write_text("\n".join(rows) + "\n")
     return dest
 
 
@@ -164,18 +152,18 @@ def peak_memory(raw: Path, scratch: Path, locations: int) -> list[dict[str, floa
     peaks = []
     for count in sorted({max(1, locations // 3), max(1, 2 * locations // 3), locations}):
         view = first_locations(raw, scratch / f"first_{count}", count)
-        done = subprocess.run([sys.executable, "-c", PEAK, view, scratch / f"first_{count}.zarr"],
-                              env={**cli_env(), "OMP_NUM_THREADS": "1"}, capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", PEAK, view, scratch / f"first_{count}.zarr",
+                               Path(__file__).parent], env={**cli_env(), "OMP_NUM_THREADS": "1"},
+                              capture_output=True, text=True, check=True)
         main, reader = map(int, done.stdout.split()[-2:])
-        peaks.append({"locations": count, "main_process_mb": main / 1024,
-                      "reading_process_mb": reader / 1024})
+        peaks.append({"locations": count, "main_process_mb": main / 2**20,
+                      "reading_process_mb": reader / 2**20})
     return peaks
 
 
 def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
     raw, out = scratch / "raw", scratch / "nol.zarr"
-    synth(raw, locations)
+    synth_world(raw, locations, PAPER["world_px"])
     files = nol_files(raw)
     read = min(plain_read_cpu(files) for _ in range(repeats))
     timed_ingest(raw, out)  # warm-up: imports, first allocations

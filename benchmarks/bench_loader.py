@@ -34,6 +34,7 @@ import torch
 
 from gpu_common import (EPOCH, PAPER, ROOT, TINY, environment, make_data, pretrain_settings,
                         write_results)
+from memory import resident_bytes
 
 from cromss.settings import Pretrain
 from cromss.training.datasets import PretrainDataset
@@ -75,14 +76,6 @@ def loader_worker(store: Path, size: dict[str, Any], batches: int) -> dict[str, 
             "worker_peak_rss_mb": round(peak_loading / 1e6, 1),
             "worker_own_peak_mb": round((peak_loading - baseline) / 1e6, 1),
             "prepare_cpu_s_per_item_1_thread": round(prepare_s / batch_size, 4)}
-
-
-def resident_bytes(field: str = "VmRSS") -> int:
-    """This process's resident memory now (``VmHWM``: its peak; unlike ``ru_maxrss``, not
-    inherited from the parent that ran the ingest)."""
-    status = Path("/proc/self/status").read_text().splitlines()
-    (line,) = [line for line in status if line.startswith(field + ":")]
-    return int(line.split()[1]) * 1024
 
 
 def estimate(worker: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from memory import resident_bytes
 
 THREADS = 2
 OUT = Path(__file__).parent / "results"
@@ -90,8 +91,7 @@ def run_case(mode: str, model: Path, scene: Path, out: Path, device: str) -> dic
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    status = Path("/proc/self/status").read_text()
-    rss_mib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    rss_mib = resident_bytes("VmHWM") / 2**20
     result = {"mode": mode, "tiles": tiles, "seconds": round(seconds, 2),
               "peak_rss_mib": round(rss_mib, 1)}
     if device.startswith("cuda"):

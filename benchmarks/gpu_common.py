@@ -127,17 +127,25 @@ def cli_env() -> dict[str, str]:
 
 # -- data ------------------------------------------------------------------------------------------
 
+def synth_world(raw: Path, locations: int, world_px: int, tile_px: int = 64,
+                tiles: dict[str, int] | None = None) -> None:
+    """`cromss data synth` into ``raw``: ``locations`` pretraining locations of ``world_px``, and
+    ``tiles`` fine-tuning tiles per split (one each by default)."""
+    tiles = tiles or dict.fromkeys(("dw_train", "dw_test", "osm_train", "osm_test",
+                                    "dfc2020_train", "dfc2020_test"), 1)
+    run_cli("data", "synth", "--settings", json.dumps({
+        "seed": 0, "pretrain_locations": locations, "pretrain_size": world_px,
+        "tile_size": tile_px, "dfc_size": 32, "tiles": tiles}), "--out", raw)
+
+
 def make_data(work: Path, size: dict[str, Any]) -> dict[str, Path]:
     """A synthetic world at the pretraining geometry, written by `cromss data synth` and read into
     stores by `cromss data ingest` (the store layout of the day)."""
     tiles = size["ft_tiles"]
-    synth = {"seed": 0, "pretrain_locations": size["locations"],
-             "pretrain_size": size["world_px"], "tile_size": size["ft_tile_px"],
-             "dfc_size": 32, "tiles": {"dw_train": tiles, "dw_test": max(2, tiles // 2),
-                                       "osm_train": 2, "osm_test": 2, "dfc2020_train": 2,
-                                       "dfc2020_test": 2}}
     raw, stores = work / "raw", {}
-    run_cli("data", "synth", "--settings", json.dumps(synth), "--out", raw)
+    synth_world(raw, size["locations"], size["world_px"], size["ft_tile_px"],
+                {"dw_train": tiles, "dw_test": max(2, tiles // 2), "osm_train": 2, "osm_test": 2,
+                 "dfc2020_train": 2, "dfc2020_test": 2})
     workers = max(1, min(8, (os.cpu_count() or 2) - 1))
     for name in ("nol", "dw_train", "dw_test"):
         stores[name] = work / f"{name}.zarr"

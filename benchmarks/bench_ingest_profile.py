@@ -7,9 +7,12 @@ SSL4EO-S12 v1 layout written by `cromss data synth`), in this process, CPU-secon
 - ``ingest("nol")``, one partition, one reading process: the whole process, its main thread
   (reading, warping, checking, stacking) and the rest (the store writer and zarr's codec threads);
 - the main thread's functions under cProfile (thread CPU time, its overhead included: shares);
-- the store's codec alone: numcodecs' zstd with its checksum over the chunks of the written
-  store, at the store's level 3 and at levels 1 and -1 (CPU and bytes), for the trade-off;
-- the floor: the plain read + the warp + zstd, against the budget of a 0.3 throughput ratio;
+- the store's codecs alone (as its metadata names them: the byte shuffle, zstd with its
+  checksum, crc32c) over every chunk of the written store, and other chains for the trade-off
+  (CPU and bytes): zstd level 3 without the shuffle (the stores before), the shuffle with zstd
+  level 3, Blosc-LZ4 with its shuffle (no checksum that zarrs checks);
+- the floor: the plain read + the warp + the store's codecs, against the budget of a 0.3
+  throughput ratio;
 - peak memory of ``cromss data ingest nol --workers 2`` (its main process with the writer, and
   its largest reading process) on the first third, two thirds and all of the world: bounded by
   the shard's batch, not the store's size.
@@ -36,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from numcodecs import Zstd
+from numcodecs import CRC32C, Blosc, Shuffle, Zstd
 
 from bench_paper_scale import nol_files, plain_read_cpu
 from gpu_common import PAPER, ROOT, cli_env, environment, synth_world, write_results
@@ -46,8 +49,13 @@ from cromss.data.ingest import ingest
 
 OUT = ROOT / "benchmarks" / "results" / "bench_ingest_profile.json"
 TARGET_RATIO = 0.3
-STORE_LEVEL = 3
-LEVELS = (3, 1, -1)
+STORE = "the store's codecs"
+OTHER_CHAINS = {  # name -> the codecs for an array of the given item size
+    "zstd 3 (stores before)": lambda size: [Zstd(level=3, checksum=True), CRC32C()],
+    "shuffle + zstd 3": lambda size: [*([Shuffle(size)] if size > 1 else []),
+                                      Zstd(level=3, checksum=True), CRC32C()],
+    "Blosc-LZ4 + shuffle": lambda size: [Blosc("lz4", 5, Blosc.SHUFFLE, typesize=size), CRC32C()],
+}
 FUNCTIONS = {  # the main thread's steps: (module file, function) -> what it is
     ("rasters.py", "read_raster"): "open, validate and read a GeoTIFF",
     ("rasters.py", "bilinear_axis_aligned"): "GDAL-exact bilinear warp (20 m, 60 m bands)",
@@ -86,35 +94,54 @@ def main_thread_steps(profile: cProfile.Profile, locations: int) -> dict[str, di
     return steps
 
 
+def store_codecs(array: zarr.Array) -> list[Any]:
+    """numcodecs' codecs for the bytes-to-bytes codecs inside ``array``'s shards, as its metadata
+    names them."""
+    make = {"numcodecs.shuffle": lambda c: Shuffle(c["elementsize"]),
+            "zstd": lambda c: Zstd(level=c["level"], checksum=c["checksum"]),
+            "crc32c": lambda c: CRC32C()}
+    inner = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    return [make[c["name"]](c.get("configuration", {})) for c in inner if c["name"] != "bytes"]
+
+
 def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
-    """numcodecs zstd (checksum on) over every pixel chunk of the store, per level."""
+    """The store's codecs and the other chains over every pixel chunk of the store."""
     group = zarr.open_group(store, mode="r")
-    chunks: list[bytes] = []
+    chunks: list[tuple[np.ndarray, list[Any]]] = []
     for name in group.array_keys():
         array = group[name]
         if not isinstance(array, zarr.Array) or array.ndim < 3:
             continue
-        inner = array.chunks
+        own, inner = store_codecs(array), array.chunks
         for start in range(0, array.shape[0], inner[0]):  # a chunk's samples at a time
             data = array[start:start + inner[0]]
             for index in np.ndindex(*(s // c for s, c in zip(data.shape, inner, strict=True))):
                 window = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, inner, strict=True))
-                chunks.append(np.ascontiguousarray(data[window]).tobytes())
+                chunks.append((np.ascontiguousarray(data[window]), own))
     out: dict[str, dict[str, float]] = {"chunks": {
-        "count": len(chunks), "decoded_mb": sum(map(len, chunks)) / locations / 1e6,
+        "count": len(chunks), "decoded_mb": sum(c.nbytes for c, _ in chunks) / locations / 1e6,
         "arrays_mb": sum(group[name].nbytes for name in group.array_keys()
                          if group[name].ndim >= 3) / locations / 1e6}}
-    for level in LEVELS:
-        codec = Zstd(level=level, checksum=True)
+    chains = {STORE: lambda chunk, own: own,
+              **{name: lambda chunk, own, make=make: make(chunk.dtype.itemsize)
+                 for name, make in OTHER_CHAINS.items()}}
+    for name, chain in chains.items():
+        pairs = [(chunk.tobytes(), chain(chunk, own)) for chunk, own in chunks]
         start = time.process_time()
-        encoded = [codec.encode(chunk) for chunk in chunks]
+        encoded = []
+        for data, codecs in pairs:
+            for codec in codecs:
+                data = codec.encode(data)
+            encoded.append(data)
         encode = time.process_time() - start
         start = time.process_time()
-        for frame in encoded:
-            codec.decode(frame)
-        out[f"level {level}"] = {"encode_ms": 1000 * encode / locations,
-                                 "decode_ms": 1000 * (time.process_time() - start) / locations,
-                                 "mb": sum(map(len, encoded)) / locations / 1e6}
+        for data, (_, codecs) in zip(encoded, pairs, strict=True):
+            for codec in reversed(codecs):
+                data = codec.decode(data)
+        out[name] = {"encode_ms": 1000 * encode / locations,
+                     "decode_ms": 1000 * (time.process_time() - start) / locations,
+                     "mb": sum(map(len, encoded)) / locations / 1e6,
+                     "codecs": sorted({type(c).__name__ for _, cs in pairs for c in cs})}
     return out
 
 
@@ -177,16 +204,16 @@ def run(locations: int, repeats: int, scratch: Path) -> dict[str, Any]:
     per = {"plain_read_ms": 1000 * read / locations, "ingest_ms": 1000 * process / locations,
            "main_thread_ms": 1000 * main / locations,
            "writer_and_codec_threads_ms": 1000 * (process - main) / locations}
-    zstd = codecs[f"level {STORE_LEVEL}"]["encode_ms"]
+    codec = codecs[STORE]["encode_ms"]
     warp = steps.get("bilinear_axis_aligned", {}).get("with_callees_ms", float("nan"))
-    floor = per["plain_read_ms"] + warp + zstd
+    floor = per["plain_read_ms"] + warp + codec
     return {
         "benchmark": "bench_ingest_profile", "locations": locations, "repeats": repeats,
         "geotiffs_read": len(files), "per_location": per,
         "throughput_ratio": read / process, "target_ratio": TARGET_RATIO,
         "budget_ms": per["plain_read_ms"] / TARGET_RATIO,
         "floor_ms": floor, "floor_ratio": per["plain_read_ms"] / floor,
-        "without_zstd_ratio_estimate": per["plain_read_ms"] / (per["ingest_ms"] - zstd),
+        "without_codecs_ratio_estimate": per["plain_read_ms"] / (per["ingest_ms"] - codec),
         "main_thread_steps_under_cprofile": steps, "codecs": codecs, "peak_memory": peaks,
     }
 
@@ -208,17 +235,17 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  {name:24s} {step['own_ms']:6.1f} / {step['with_callees_ms']:6.1f}  "
                      f"{step['what']}")
     codecs = r["codecs"]
-    lines.append(f"zstd with its checksum over the store's chunks "
-                 f"({codecs['chunks']['decoded_mb']:.2f} MB per location decoded):")
-    for level in LEVELS:
-        c = codecs[f"level {level}"]
-        lines.append(f"  level {level:2d}: encode {c['encode_ms']:5.1f} ms, decode "
-                     f"{c['decode_ms']:5.1f} ms, {c['mb']:.2f} MB per location")
+    lines.append(f"codecs over the store's chunks ({codecs['chunks']['decoded_mb']:.2f} MB per "
+                 "location decoded), ms of CPU and MB per location:")
+    for name in (STORE, *OTHER_CHAINS):
+        c = codecs[name]
+        lines.append(f"  {name:24s} encode {c['encode_ms']:5.1f}, decode {c['decode_ms']:5.1f}, "
+                     f"{c['mb']:.2f} MB  ({', '.join(c['codecs'])})")
     lines += [
-        f"floor of this design (plain read + GDAL-exact warp + zstd level {STORE_LEVEL}): "
+        f"floor of this design (plain read + GDAL-exact warp + the store's codecs): "
         f"{r['floor_ms']:.1f} ms, ratio at best {r['floor_ratio']:.3f}",
-        f"the ingest without zstd (an estimate: the process less zstd's encode): ratio "
-        f"{r['without_zstd_ratio_estimate']:.3f}",
+        f"the ingest without codecs (an estimate: the process less their encoding): ratio "
+        f"{r['without_codecs_ratio_estimate']:.3f}",
         "peak resident memory of `cromss data ingest nol --workers 2` (shards of 16 samples):"]
     lines += [f"  {p['locations']:4d} locations: main process (reading, writer) "
               f"{p['main_process_mb']:6.0f} MB, largest reading process "

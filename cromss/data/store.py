@@ -1,11 +1,12 @@
 """The Zarr store every stage after ingest reads: one store per dataset and split.
 
-Layout (Zarr format 3, written with xarray, zstd with its content checksum then a crc32c checksum
-per chunk (stores written before the checksums read as before); images in one chunk per sample and season, the
-small per-pixel maps and flags in one chunk per sample, all seasons: an item reads few chunks;
-the chunks of ``SHARD_SAMPLES`` samples are stored in one shard file per array (Zarr sharding,
-its index checked by its own crc32c), so the file count grows with shards, not samples; stores
-written before sharding read as before):
+Layout (Zarr format 3, written with xarray; per chunk the byte shuffle (multi-byte types: the
+``numcodecs.shuffle`` codec, which zarr-python and zarrs read), zstd with its content checksum,
+then a crc32c checksum (stores written before the shuffle or the checksums read as before));
+images in one chunk per sample and season, the small per-pixel maps and flags in one chunk per
+sample, all seasons: an item reads few chunks; the chunks of ``SHARD_SAMPLES`` samples are
+stored in one shard file per array (Zarr sharding, its index checked by its own crc32c), so the
+file count grows with shards, not samples; stores written before sharding read as before):
 
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
@@ -68,6 +69,8 @@ it with the store's members and warns that it is no part of the hierarchy, in ev
 reads a store. It is expected there, so that one warning is silenced (any other stays)."""
 warnings.filterwarnings("ignore", message=rf"Object at {re.escape(SNAKEMAKE_MARKER)} is not "
                         "recognized as a component of a Zarr hierarchy")
+warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 "
+                        "specification")  # the byte shuffle of _compressors, on every open
 
 
 def store_attrs(*, dataset: str, split: str, classes: Sequence[str], colors: Sequence[str],
@@ -147,12 +150,27 @@ SHARD_SAMPLES = 16
 """Samples per shard (and per write): one file per shard and array, whatever the sample count."""
 
 
+ZSTD_LEVEL = 1
+"""zstd's level for the pixel arrays: after the byte shuffle, level 3 saves 2 % more bytes for
+1.3x the encoding CPU (benchmarks/README.md, "Where ingest's CPU goes")."""
+
+
+def _compressors(dtype: np.dtype) -> tuple[Any, ...]:
+    """A pixel array's bytes-to-bytes codecs: the byte shuffle (multi-byte types: the bytes of
+    like significance together, so zstd finds their runs), zstd with its frame checksum, crc32c.
+
+    A flipped bit or a cut chunk is an error on read, whichever pipeline reads it: zarr-python
+    checks each chunk's crc32c, zarrs (the loaders' reader) skips the crc32c of chunks it reads
+    from inside a shard but checks the zstd frame's own content checksum; the sharding codec
+    checks each shard's index with its own crc32c."""
+    from zarr.codecs.numcodecs import Shuffle
+
+    shuffle = (Shuffle(elementsize=dtype.itemsize),) if dtype.itemsize > 1 else ()
+    return (*shuffle, zarr.codecs.ZstdCodec(level=ZSTD_LEVEL, checksum=True),
+            zarr.codecs.Crc32cCodec())
+
+
 def _encoding(batch: xr.Dataset, shard_samples: int = SHARD_SAMPLES) -> dict[str, dict[str, Any]]:
-    # A flipped bit or a cut chunk is an error on read, whichever pipeline reads it: zarr-python
-    # checks each chunk's crc32c, zarrs (the loaders' reader) skips the crc32c of chunks it reads
-    # from inside a shard but checks the zstd frame's own content checksum; the sharding codec
-    # checks each shard's index with its own crc32c
-    compressors = (zarr.codecs.ZstdCodec(level=3, checksum=True), zarr.codecs.Crc32cCodec())
     encoding: dict[str, dict[str, Any]] = {}
     for key, var in {**batch.data_vars, "sample": batch["sample"]}.items():
         name = str(key)
@@ -162,7 +180,8 @@ def _encoding(batch: xr.Dataset, shard_samples: int = SHARD_SAMPLES) -> dict[str
             whole = ("sample", "season") if name in IMAGE_VARS else ("sample",)
             chunks = tuple(1 if d in whole else var.sizes[d] for d in var.dims)
             shards = tuple(shard_samples if d == "sample" else var.sizes[d] for d in var.dims)
-            encoding[name] = {"chunks": chunks, "shards": shards, "compressors": compressors}
+            encoding[name] = {"chunks": chunks, "shards": shards,
+                              "compressors": _compressors(var.dtype)}
         else:  # small per-sample arrays: one chunk per shard of the images
             encoding[name] = {"chunks": tuple(shard_samples if d == "sample" else var.sizes[d]
                                               for d in var.dims)}

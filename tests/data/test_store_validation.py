@@ -174,24 +174,33 @@ def test_labels_outside_the_classes_name_store_array_and_chunk(tmp_path, capsys)
     assert code == 2 and "Traceback" not in err and "array label, chunk c/2/0/0/0" in err
 
 
-def test_stores_written_without_checksums_open_and_hold_the_same_values(tmp_path, monkeypatch):
+EARLIER_CODECS = {  # the pixel arrays' codecs inside the shards of stores written before
+    "zstd alone (before the checksums)": lambda: (zarr.codecs.ZstdCodec(level=3),),
+    "zstd and crc32c (before the byte shuffle)": lambda: (
+        zarr.codecs.ZstdCodec(level=3, checksum=True), zarr.codecs.Crc32cCodec()),
+}
+
+
+@pytest.mark.parametrize("earlier", EARLIER_CODECS)
+def test_stores_written_with_earlier_codecs_open_and_hold_the_same_values(tmp_path, monkeypatch,
+                                                                          earlier):
     from cromss.data import store as store_module
 
     checked = write_store(tmp_path / "new.zarr", samples=3, seasons=2, size=32)
     plain_encoding = store_module._encoding
 
-    def without_crc32c(batch, *args):
-        return {name: {**entry, "compressors": tuple(
-                    c for c in entry.get("compressors", ()) if type(c).__name__ != "Crc32cCodec")}
+    def earlier_encoding(batch, *args):
+        return {name: {**entry, "compressors": EARLIER_CODECS[earlier]()}
                 if "compressors" in entry else entry
                 for name, entry in plain_encoding(batch, *args).items()}
 
-    monkeypatch.setattr(store_module, "_encoding", without_crc32c)
+    monkeypatch.setattr(store_module, "_encoding", earlier_encoding)
     legacy = write_store(tmp_path / "old.zarr", samples=3, seasons=2, size=32)
-    codecs = {path.name: json.loads((path / "s2" / "zarr.json").read_text())["codecs"][0]
-              ["configuration"]["codecs"] for path in (checked, legacy)}  # inside the shards
-    assert [c["name"] for c in codecs["new.zarr"]] == ["bytes", "zstd", "crc32c"]
-    assert [c["name"] for c in codecs["old.zarr"]] == ["bytes", "zstd"]
+    codecs = {path.name: [c["name"] for c in json.loads((path / "s2" / "zarr.json").read_text())
+                          ["codecs"][0]["configuration"]["codecs"]]
+              for path in (checked, legacy)}  # inside the shards
+    assert codecs["new.zarr"] == ["bytes", "numcodecs.shuffle", "zstd", "crc32c"]
+    assert codecs["old.zarr"] == ["bytes", *(c.to_dict()["name"] for c in EARLIER_CODECS[earlier]())]
     new, old = open_arrays(checked), open_arrays(legacy)
     assert sorted(new.array_keys()) == sorted(old.array_keys())
     for name in new.array_keys():
@@ -213,6 +222,7 @@ def test_snakemakes_timestamp_in_a_store_leaves_the_logs_clean(store):
                            text=True, timeout=120)
     assert clean.returncode == 0, clean.stderr
     assert "snakemake_timestamp" not in clean.stderr
+    assert "Numcodecs codecs" not in clean.stderr  # the byte shuffle's codec, on every open
     (store / "notes.txt").write_text("")
     other = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True,
                            text=True, timeout=120)

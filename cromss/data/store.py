@@ -1,8 +1,9 @@
 """The Zarr store every stage after ingest reads: one store per dataset and split.
 
 Layout (Zarr format 3, written with xarray; per chunk the byte shuffle (multi-byte types: the
-``numcodecs.shuffle`` codec of zarr-extensions, which zarr-python and zarrs read), zstd with its content checksum,
-then a crc32c checksum (stores written before the shuffle or the checksums read as before));
+``numcodecs.shuffle`` codec of zarr-extensions, which zarr-python and zarrs read), zstd with its
+content checksum, then a crc32c checksum (stores written before the shuffle or the checksums read
+as before));
 images in one chunk per sample and season, the small per-pixel maps and flags in one chunk per
 sample, all seasons: an item reads few chunks; the chunks of ``SHARD_SAMPLES`` samples are
 stored in one shard file per array (Zarr sharding, its index checked by its own crc32c), so the

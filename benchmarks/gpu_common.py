@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml  # noqa: E402
 
 from cromss import cli  # noqa: E402
 from cromss.config import variant_settings  # noqa: E402
+from cromss.logs import git_commit  # noqa: E402
 from cromss.settings import Pretrain  # noqa: E402
 from cromss.training.datasets import PretrainDataset  # noqa: E402
 
@@ -102,11 +102,7 @@ def environment(device: torch.device, argv: list[str]) -> dict[str, Any]:
         dt.UTC).isoformat(timespec="seconds"), "device": str(device),
         "torch": torch.__version__, "python": platform.python_version(),
         "cpu_count": os.cpu_count(), "machine": platform.platform()}
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True,
-                                            capture_output=True).stdout.strip() or None
-    except OSError:
-        info["git_commit"] = None
+    info["git_commit"] = git_commit()  # "-dirty" when tracked files differ from the commit
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(device_name=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
+import numcodecs
 from numcodecs import CRC32C, Blosc, Shuffle, Zstd
 
 from bench_paper_scale import nol_files, plain_read_cpu
@@ -95,13 +96,12 @@ def main_thread_steps(profile: cProfile.Profile, locations: int) -> dict[str, di
 
 
 def store_codecs(array: zarr.Array) -> list[Any]:
-    """numcodecs' codecs for the bytes-to-bytes codecs inside ``array``'s shards, as its metadata
-    names them."""
-    make = {"numcodecs.shuffle": lambda c: Shuffle(c["elementsize"]),
-            "zstd": lambda c: Zstd(level=c["level"], checksum=c["checksum"]),
-            "crc32c": lambda c: CRC32C()}
+    """The bytes-to-bytes codecs inside ``array``'s shards as its metadata names them, from
+    numcodecs' registry."""
     inner = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
-    return [make[c["name"]](c.get("configuration", {})) for c in inner if c["name"] != "bytes"]
+    return [numcodecs.get_codec({"id": c["name"].removeprefix("numcodecs."),
+                                 **c.get("configuration", {})})
+            for c in inner if c["name"] != "bytes"]
 
 
 def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
@@ -126,7 +126,7 @@ def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
               **{name: lambda chunk, own, make=make: make(chunk.dtype.itemsize)
                  for name, make in OTHER_CHAINS.items()}}
     for name, chain in chains.items():
-        pairs = [(chunk.tobytes(), chain(chunk, own)) for chunk, own in chunks]
+        pairs = [(chunk, chain(chunk, own)) for chunk, own in chunks]  # codecs take arrays
         start = time.process_time()
         encoded = []
         for data, codecs in pairs:

@@ -3,11 +3,11 @@
 Layout (Zarr format 3, written with xarray; per chunk the byte shuffle (multi-byte types: the
 ``numcodecs.shuffle`` codec of zarr-extensions, which zarr-python and zarrs read), zstd with its
 content checksum, then a crc32c checksum (stores written before the shuffle or the checksums read
-as before));
-images in one chunk per sample and season, the small per-pixel maps and flags in one chunk per
-sample, all seasons: an item reads few chunks; the chunks of ``SHARD_SAMPLES`` samples are
-stored in one shard file per array (Zarr sharding, its index checked by its own crc32c), so the
-file count grows with shards, not samples; stores written before sharding read as before):
+as before)); images in one chunk per sample and season, the small per-pixel maps and flags in
+one chunk per sample, all seasons: an item reads few chunks; the chunks of ``SHARD_SAMPLES``
+samples are stored in one shard file per array (Zarr sharding, its index checked by its own
+crc32c), so the file count grows with shards, not samples; stores written before sharding read
+as before):
 
 - ``s1(sample, season, s1_band, y, x)`` float32, dB; NaN/nodata replaced by the band mean and
   flagged in ``s1_nodata(sample, season, y, x)`` (bool)
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
+from zarr.codecs.numcodecs import Shuffle
 
 from cromss import __version__
 from cromss.atomic import atomic_path, recover
@@ -164,8 +165,6 @@ def _compressors(dtype: np.dtype) -> tuple[Any, ...]:
     checks each chunk's crc32c, zarrs (the loaders' reader) skips the crc32c of chunks it reads
     from inside a shard but checks the zstd frame's own content checksum; the sharding codec
     checks each shard's index with its own crc32c."""
-    from zarr.codecs.numcodecs import Shuffle
-
     shuffle = (Shuffle(elementsize=dtype.itemsize),) if dtype.itemsize > 1 else ()
     return (*shuffle, zarr.codecs.ZstdCodec(level=ZSTD_LEVEL, checksum=True),
             zarr.codecs.Crc32cCodec())

@@ -122,11 +122,9 @@ def codec_costs(store: Path, locations: int) -> dict[str, dict[str, float]]:
         "count": len(chunks), "decoded_mb": sum(c.nbytes for c, _ in chunks) / locations / 1e6,
         "arrays_mb": sum(group[name].nbytes for name in group.array_keys()
                          if group[name].ndim >= 3) / locations / 1e6}}
-    chains = {STORE: lambda chunk, own: own,
-              **{name: lambda chunk, own, make=make: make(chunk.dtype.itemsize)
-                 for name, make in OTHER_CHAINS.items()}}
-    for name, chain in chains.items():
-        pairs = [(chunk, chain(chunk, own)) for chunk, own in chunks]  # codecs take arrays
+    for name in (STORE, *OTHER_CHAINS):
+        pairs = [(chunk, own if name == STORE else OTHER_CHAINS[name](chunk.dtype.itemsize))
+                 for chunk, own in chunks]  # codecs take arrays
         start = time.process_time()
         encoded = []
         for data, codecs in pairs:
